@@ -1,0 +1,18 @@
+/*
+ * cmd.h - one function per subcommand (cmd_<name>.c), registered in the
+ * table in main.c.
+ */
+#ifndef BOTTLED_CMD_H
+#define BOTTLED_CMD_H
+
+#include "opts.h"
+
+int cmd_validate(const struct cmd *cmd, struct opts *o, int argc, char **argv);
+int cmd_show(const struct cmd *cmd, struct opts *o, int argc, char **argv);
+int cmd_version(const struct cmd *cmd, struct opts *o, int argc, char **argv);
+
+/* Prints diagnostics as text (stderr) or as the JSON document of `validate --json` (stdout). */
+struct diag_list;
+void print_diagnostics(const struct diag_list *l, int json, size_t files, size_t bottles);
+
+#endif

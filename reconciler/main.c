@@ -1,0 +1,77 @@
+/*
+ * main.c - bottled's entry point and its table of subcommands.
+ *
+ * Only implemented commands are listed: `--help` shows exactly what this
+ * binary can do.
+ */
+#include <string.h>
+
+#include "build_config.h"
+#include "cmd.h"
+#include "opts.h"
+
+static const enum opt_id validate_flags[] = {OPT_DIR, OPT_JSON, OPT_QUIET, OPT_VERBOSE};
+static const enum opt_id show_flags[] = {OPT_DIR};
+static const enum opt_id version_flags[] = {OPT_JSON};
+
+#define FLAGS(a) (a), (int)(sizeof(a) / sizeof((a)[0]))
+
+static const struct cmd commands[] = {
+    {"validate", cmd_validate, "[PATH...]", "Parse and check manifests, print every diagnostic.",
+     "Without PATH, validates the manifest directory (-d). A PATH that is a directory is\n"
+     "validated as a whole (extends resolved inside it); a PATH that is a file is checked\n"
+     "with extends resolved in the -d directory when the file lies inside it, else in the\n"
+     "file's own directory.\n\n"
+     "Exit status: 0 all valid, 1 any error, 2 usage error.",
+     FLAGS(validate_flags)},
+    {"show", cmd_show, "NAME", "Print the canonical JSON of one resolved bottle.",
+     "The canonical form has every default filled in and extends applied; it is what the\n"
+     "reconciler derives its specs from.\n\n"
+     "Exit status: 0 shown, 1 no such bottle or it has errors, 2 usage error.",
+     FLAGS(show_flags)},
+    {"version", cmd_version, NULL, "Print versions and build options.", NULL,
+     FLAGS(version_flags)},
+};
+
+static void print_main_help(FILE *out)
+{
+    fprintf(out,
+            "Usage: bottled COMMAND [OPTIONS] [ARGS]\n\n"
+            "bottled keeps AI-agent sandboxes (bottles) equal to a directory of manifests.\n\n"
+            "Commands:\n");
+    for (size_t i = 0; i < sizeof(commands) / sizeof(*commands); i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\nRun 'bottled COMMAND --help' for a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        print_main_help(stderr);
+        return EXIT_USAGE;
+    }
+    const char *name = argv[1];
+    if (!strcmp(name, "--help") || !strcmp(name, "-h") || !strcmp(name, "help")) {
+        print_main_help(stdout);
+        return EXIT_OK;
+    }
+    if (!strcmp(name, "--version"))
+        name = "version";
+    for (size_t i = 0; i < sizeof(commands) / sizeof(*commands); i++) {
+        const struct cmd *c = &commands[i];
+        if (strcmp(c->name, name))
+            continue;
+        struct opts o;
+        int first = opts_parse(c, argc - 1, argv + 1, &o);
+        if (first < 0)
+            return EXIT_USAGE;
+        if (o.help) {
+            opts_print_help(c, stdout);
+            return EXIT_OK;
+        }
+        return c->run(c, &o, argc - 1 - first, argv + 1 + first);
+    }
+    fprintf(stderr, "bottled: unknown command '%s'\n", name);
+    print_main_help(stderr);
+    return EXIT_USAGE;
+}

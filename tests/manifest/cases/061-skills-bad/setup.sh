@@ -1,0 +1,1 @@
+ln -s SKILL.md bottles/skills/has-link/alias.md
