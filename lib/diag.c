@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "detect.h"
 #include "diag.h"
 #include "xalloc.h"
 
@@ -26,6 +27,34 @@ void diag_list_release(struct diag_list *l)
         diag_free(&l->v[i]);
     free(l->v);
     memset(l, 0, sizeof(*l));
+}
+
+/*
+ * The last line of defence for "no diagnostic ever prints a secret": any
+ * span of a message that the credential detectors match is replaced by its
+ * masked form, whatever echoed it (an unknown key, a bad value ...).
+ */
+static char *mask_secrets(char *msg)
+{
+    struct detect_match m;
+    size_t len = strlen(msg);
+    if (!detect_scan(msg, len, &m))
+        return msg;
+    struct buf b;
+    buf_init(&b, 0);
+    const char *p = msg;
+    size_t left = len;
+    while (detect_scan(p, left, &m)) {
+        char *masked = detect_mask(p, left, &m);
+        buf_append(&b, p, m.off);
+        buf_puts(&b, masked);
+        free(masked);
+        p += m.off + m.len;
+        left -= m.off + m.len;
+    }
+    buf_append(&b, p, left);
+    free(msg);
+    return buf_detach(&b, NULL);
 }
 
 static struct diag *push(struct diag_list *l)
@@ -55,6 +84,7 @@ void diag_add(struct diag_list *l, enum diag_level level, const char *path, int 
     if (vasprintf(&d->msg, fmt, ap) < 0)
         abort();
     va_end(ap);
+    d->msg = mask_secrets(d->msg);
     if (level == DIAG_ERROR)
         l->n_errors++;
 }
@@ -80,8 +110,8 @@ static int cmp(const void *pa, const void *pb)
 static int same(const struct diag *a, const struct diag *b)
 {
     return a->level == b->level && a->line == b->line && a->col == b->col &&
-           !strcmp(a->path, b->path) && !strcmp0(a->bottle, b->bottle) &&
-           !strcmp(a->msg, b->msg) && !strcmp0(a->allowed, b->allowed);
+           !strcmp(a->path, b->path) && !strcmp0(a->bottle, b->bottle) && !strcmp(a->msg, b->msg) &&
+           !strcmp0(a->allowed, b->allowed);
 }
 
 void diag_list_sort(struct diag_list *l)

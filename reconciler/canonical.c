@@ -66,8 +66,7 @@ static cJSON *match_json(const struct m_match *m)
     for (size_t i = 0; i < m->n_headers; i++) {
         cJSON *h = cJSON_CreateObject();
         cJSON_AddStringToObject(h, "name", m->headers[i].name);
-        cJSON_AddStringToObject(h, "type",
-                                m->headers[i].type == HEADER_REGEX ? "regex" : "exact");
+        cJSON_AddStringToObject(h, "type", m->headers[i].type == HEADER_REGEX ? "regex" : "exact");
         cJSON_AddStringToObject(h, "value", m->headers[i].value);
         cJSON_AddItemToArray(headers, h);
     }

@@ -11,9 +11,9 @@
 int cmd_show(const struct cmd *cmd, struct opts *o, int argc, char **argv)
 {
     if (argc != 1)
-        return usage_error(cmd, argc ? "expected one bottle NAME, got %d arguments"
-                                     : "expected a bottle NAME%.0d",
-                           argc);
+        return usage_error(
+            cmd, argc ? "expected one bottle NAME, got %d arguments" : "expected a bottle NAME%.0d",
+            argc);
     const char *name = argv[0];
     struct diag_list diags;
     diag_list_init(&diags);

@@ -179,9 +179,8 @@ done:
     print_diagnostics(&out, o->json, t.files, t.bottles);
     size_t errors = diag_count(&out, NULL, DIAG_ERROR);
     if (!o->json && !o->quiet)
-        fprintf(stderr, "%zu file%s, %zu bottle%s, %zu error%s\n", t.files,
-                t.files == 1 ? "" : "s", t.bottles, t.bottles == 1 ? "" : "s", errors,
-                errors == 1 ? "" : "s");
+        fprintf(stderr, "%zu file%s, %zu bottle%s, %zu error%s\n", t.files, t.files == 1 ? "" : "s",
+                t.bottles, t.bottles == 1 ? "" : "s", errors, errors == 1 ? "" : "s");
     diag_list_release(&out);
     return errors ? EXIT_FAILED : EXIT_OK;
 }

@@ -38,8 +38,8 @@ int cmd_version(const struct cmd *cmd, struct opts *o, int argc, char **argv)
     cJSON *v = cJSON_CreateObject();
     cJSON_AddStringToObject(v, "version", BOTTLED_VERSION);
     cJSON_AddStringToObject(v, "build_type", BOTTLED_BUILD_TYPE);
-    cJSON_AddBoolToObject(v, "sanitizers", BOTTLED_SANITIZE_STR[0] == 'O' &&
-                                               BOTTLED_SANITIZE_STR[1] == 'N');
+    cJSON_AddBoolToObject(v, "sanitizers",
+                          BOTTLED_SANITIZE_STR[0] == 'O' && BOTTLED_SANITIZE_STR[1] == 'N');
     cJSON *libs = cJSON_AddObjectToObject(v, "libraries");
     cJSON_AddStringToObject(libs, "libyaml", yaml_get_version_string());
     cJSON_AddStringToObject(libs, "sqlite3", sqlite3_libversion());

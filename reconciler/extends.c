@@ -208,8 +208,7 @@ static struct bottle *resolve(struct resolver *r, size_t i)
         if (!p) {
             if (!r->cycle_reported[i])
                 diag_error(r->diags, d->path, pos->line, pos->col, d->name, NULL,
-                           "cannot extend '%s': it has errors (see %s)", pname,
-                           r->decls[j]->path);
+                           "cannot extend '%s': it has errors (see %s)", pname, r->decls[j]->path);
             ok = 0;
             continue;
         }

@@ -55,8 +55,7 @@ int manifest_set_load(struct manifest_set *s, const char *root, struct diag_list
     s->bottles = xcalloc(s->n ? s->n : 1, sizeof(*s->bottles));
     s->dup = xcalloc(s->n ? s->n : 1, sizeof(*s->dup));
     for (size_t i = 0; i < s->n; i++) {
-        if (manifest_parse_file(&s->arena, scan.v[i].path, scan.v[i].stem, diags,
-                                &s->decls[i]) < 0)
+        if (manifest_parse_file(&s->arena, scan.v[i].path, scan.v[i].stem, diags, &s->decls[i]) < 0)
             s->complete = 0;
     }
     scan_result_release(&scan);

@@ -21,10 +21,10 @@
 
 struct manifest_set {
     struct arena arena;
-    char *root;             /* as given by the user */
-    struct bottle **decls;  /* one per manifest file, in scan order */
+    char *root;              /* as given by the user */
+    struct bottle **decls;   /* one per manifest file, in scan order */
     struct bottle **bottles; /* resolved; NULL where decls[i] could not be */
-    int *dup;               /* 1 where decls[i]'s name is declared twice */
+    int *dup;                /* 1 where decls[i]'s name is declared twice */
     size_t n;
     int complete;
 };

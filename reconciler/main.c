@@ -29,16 +29,14 @@ static const struct cmd commands[] = {
      "reconciler derives its specs from.\n\n"
      "Exit status: 0 shown, 1 no such bottle or it has errors, 2 usage error.",
      FLAGS(show_flags)},
-    {"version", cmd_version, NULL, "Print versions and build options.", NULL,
-     FLAGS(version_flags)},
+    {"version", cmd_version, NULL, "Print versions and build options.", NULL, FLAGS(version_flags)},
 };
 
 static void print_main_help(FILE *out)
 {
-    fprintf(out,
-            "Usage: bottled COMMAND [OPTIONS] [ARGS]\n\n"
-            "bottled keeps AI-agent sandboxes (bottles) equal to a directory of manifests.\n\n"
-            "Commands:\n");
+    fprintf(out, "Usage: bottled COMMAND [OPTIONS] [ARGS]\n\n"
+                 "bottled keeps AI-agent sandboxes (bottles) equal to a directory of manifests.\n\n"
+                 "Commands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(*commands); i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\nRun 'bottled COMMAND --help' for a command's options.\n");

@@ -49,11 +49,10 @@ struct key_def {
 
 #define NKEYS(t) (sizeof(t) / sizeof((t)[0]))
 
-static void err_at(struct pctx *c, const struct ynode *n, const char *allowed, const char *fmt,
-                   ...) __attribute__((format(printf, 4, 5)));
+static void err_at(struct pctx *c, const struct ynode *n, const char *allowed, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
-static void err_at(struct pctx *c, const struct ynode *n, const char *allowed, const char *fmt,
-                   ...)
+static void err_at(struct pctx *c, const struct ynode *n, const char *allowed, const char *fmt, ...)
 {
     va_list ap;
     char *msg = NULL;
@@ -106,8 +105,7 @@ static void walk_map(struct pctx *c, const struct ynode *n, const char *what,
                 err_at(c, k, join_allowed(c->a, keys, nkeys), "unknown key '%s' in %s",
                        k->u.scalar.str, what);
             else
-                err_at(c, k, join_allowed(c->a, keys, nkeys), "unknown key '%s'",
-                       k->u.scalar.str);
+                err_at(c, k, join_allowed(c->a, keys, nkeys), "unknown key '%s'", k->u.scalar.str);
             continue;
         }
         if (def->set)
@@ -176,7 +174,8 @@ static int want_bool(struct pctx *c, const struct ynode *n, const char *what, in
         return -1;
     if (n->u.scalar.type != YSCALAR_BOOL) {
         err_at(c, n, "true, false", "%s must be a boolean, got %s '%s'", what, ynode_type_name(n),
-               n->u.scalar.type == YSCALAR_STR && detect_scan(n->u.scalar.str, n->u.scalar.len, NULL)
+               n->u.scalar.type == YSCALAR_STR &&
+                       detect_scan(n->u.scalar.str, n->u.scalar.len, NULL)
                    ? "(masked)"
                    : n->u.scalar.str);
         return -1;
@@ -321,8 +320,8 @@ static void set_agent_provider(struct pctx *c, const struct ynode *v, void *obj)
     if (!s)
         return;
     if (!charset_ok(s, LOWER_DIGIT, LOWER_DIGIT "._-", 63)) {
-        err_at(c, v, NULL, "invalid agent_provider '%s': 1-63 characters of a-z, 0-9, '.', '_', '-'",
-               s);
+        err_at(c, v, NULL,
+               "invalid agent_provider '%s': 1-63 characters of a-z, 0-9, '.', '_', '-'", s);
         return;
     }
     b->agent_provider = s;
@@ -468,8 +467,7 @@ static void set_memory(struct pctx *c, const struct ynode *v, void *obj)
         digits = 0;
     }
     if (!digits || overflow || val > (uint64_t)INT64_MAX / mult) {
-        err_at(c, v, "b, k, m, g", "invalid memory size '%s' (a number with an optional unit)",
-               s);
+        err_at(c, v, "b, k, m, g", "invalid memory size '%s' (a number with an optional unit)", s);
         return;
     }
     val *= mult;
@@ -550,7 +548,7 @@ static void set_resources(struct pctx *c, const struct ynode *v, void *obj)
 }
 
 static const struct key_def agent_keys[] = {
-    {"image", set_image, 0},   {"command", set_command, 0},     {"user", set_user, 0},
+    {"image", set_image, 0},     {"command", set_command, 0},     {"user", set_user, 0},
     {"workdir", set_workdir, 0}, {"resources", set_resources, 0},
 };
 
@@ -583,8 +581,7 @@ static void set_env(struct pctx *c, const struct ynode *v, void *obj)
 {
     struct bottle *b = obj;
     if (v->kind != YNODE_MAP) {
-        err_at(c, v, NULL, "env must be a mapping of names to strings, got %s",
-               ynode_type_name(v));
+        err_at(c, v, NULL, "env must be a mapping of names to strings, got %s", ynode_type_name(v));
         return;
     }
     b->env = arena_alloc(c->a, v->u.map.n * sizeof(*b->env));
@@ -915,8 +912,7 @@ static void add_method(struct pctx *c, const struct ynode *it, struct m_match *m
             err_at(c, it, "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS",
                    "method '%s' must be upper-case (HTTP methods are case-sensitive)", s);
         else
-            err_at(c, it, "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS", "invalid method '%s'",
-                   s);
+            err_at(c, it, "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS", "invalid method '%s'", s);
         return;
     }
     for (size_t i = 0; i < m->n_methods; i++)
@@ -1102,9 +1098,8 @@ static void set_route_git(struct pctx *c, const struct ynode *v, void *obj)
 }
 
 static const struct key_def route_keys[] = {
-    {"host", set_route_host, 1},   {"ports", set_route_ports, 0},
-    {"role", set_route_role, 0},   {"auth", set_route_auth, 0},
-    {"matches", set_route_matches, 0}, {"dlp", set_route_dlp, 0},
+    {"host", set_route_host, 1}, {"ports", set_route_ports, 0},     {"role", set_route_role, 0},
+    {"auth", set_route_auth, 0}, {"matches", set_route_matches, 0}, {"dlp", set_route_dlp, 0},
     {"git", set_route_git, 0},
 };
 
@@ -1267,8 +1262,8 @@ static int parse_repo_url(struct pctx *c, const struct ynode *v, const char *s, 
     r->host = arena_strdup(c->a, norm);
     free(norm);
     const char *path = slash;
-    if (!path[1] || strpbrk(path, "?#\\ \t\r\n") || strstr(path, "//") ||
-        strstr(path, "/../") || strstr(path, "/./") || !strcmp(path + strlen(path) - 3, "/.."))
+    if (!path[1] || strpbrk(path, "?#\\ \t\r\n") || strstr(path, "//") || strstr(path, "/../") ||
+        strstr(path, "/./") || !strcmp(path + strlen(path) - 3, "/.."))
         goto badpath;
     r->user = user;
     r->port = port;
@@ -1315,9 +1310,8 @@ static int b64_decode(struct arena *a, const char *s, unsigned char **ret, size_
 
 static void set_repo_host_key(struct pctx *c, const struct ynode *v, void *obj)
 {
-    static const char *const types[] = {"ssh-ed25519", "ecdsa-sha2-nistp256",
-                                        "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
-                                        "ssh-rsa"};
+    static const char *const types[] = {"ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
+                                        "ecdsa-sha2-nistp521", "ssh-rsa"};
     struct m_repo *r = obj;
     const char *s = want_str(c, v, "host_key");
     if (!s)
@@ -1328,8 +1322,9 @@ static void set_repo_host_key(struct pctx *c, const struct ynode *v, void *obj)
         if (strlen(types[i]) == (size_t)(sp - s) && !strncmp(s, types[i], (size_t)(sp - s)))
             type = types[i];
     if (!type) {
-        err_at(c, v, "ssh-ed25519, ecdsa-sha2-nistp256, ecdsa-sha2-nistp384, "
-                     "ecdsa-sha2-nistp521, ssh-rsa",
+        err_at(c, v,
+               "ssh-ed25519, ecdsa-sha2-nistp256, ecdsa-sha2-nistp384, "
+               "ecdsa-sha2-nistp521, ssh-rsa",
                "host_key must be a public key line '<type> <base64>'");
         return;
     }
@@ -1543,7 +1538,11 @@ static int utf8_valid(const char *s, size_t n)
     const unsigned char *p = (const unsigned char *)s, *end = p + n;
     while (p < end) {
         unsigned ch = *p;
-        size_t len = ch < 0x80 ? 1 : (ch >> 5) == 6 ? 2 : (ch >> 4) == 14 ? 3 : (ch >> 3) == 30 ? 4 : 0;
+        size_t len = ch < 0x80         ? 1
+                     : (ch >> 5) == 6  ? 2
+                     : (ch >> 4) == 14 ? 3
+                     : (ch >> 3) == 30 ? 4
+                                       : 0;
         if (!len || (size_t)(end - p) < len || (len == 2 && ch < 0xC2) || (len == 4 && ch > 0xF4))
             return 0;
         for (size_t i = 1; i < len; i++)
@@ -1591,8 +1590,8 @@ int manifest_parse(struct arena *a, const char *path, const char *stem, const ch
     }
     const char *yaml, *body;
     size_t yaml_len, body_len;
-    if (frontmatter_split(b->path, text, len, b->name, diags, &yaml, &yaml_len, &body,
-                          &body_len) < 0) {
+    if (frontmatter_split(b->path, text, len, b->name, diags, &yaml, &yaml_len, &body, &body_len) <
+        0) {
         c.failed = 1;
         goto out;
     }

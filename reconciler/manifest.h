@@ -32,8 +32,8 @@
 #include "diag.h"
 #include "yaml_tree.h"
 
-#define MANIFEST_MAX_BYTES (1024 * 1024)
-#define BOTTLE_NAME_MAX    40
+#define MANIFEST_MAX_BYTES  (1024 * 1024)
+#define BOTTLE_NAME_MAX     40
 #define DEFAULT_AGENT_IMAGE "localhost/bottled-agent:latest"
 #define DEFAULT_WORKDIR     "/workspace"
 
@@ -126,8 +126,8 @@ struct m_resources {
 };
 
 struct bottle {
-    const char *path;  /* display path of the declaring file */
-    const char *name;  /* from `name:` or the file stem */
+    const char *path; /* display path of the declaring file */
+    const char *name; /* from `name:` or the file stem */
     struct mpos name_pos;
     int abstract;
 

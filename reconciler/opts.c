@@ -23,8 +23,7 @@ static const struct opt_def defs[OPT__COUNT] = {
                  "manifest directory (default ./bottles)"},
     [OPT_JSON] = {OPT_JSON, "json", 0, NULL, "BOTTLED_JSON", "print machine-readable JSON"},
     [OPT_QUIET] = {OPT_QUIET, "quiet", 'q', NULL, "BOTTLED_QUIET", "print only errors"},
-    [OPT_VERBOSE] = {OPT_VERBOSE, "verbose", 'v', NULL, "BOTTLED_VERBOSE",
-                     "print more detail"},
+    [OPT_VERBOSE] = {OPT_VERBOSE, "verbose", 'v', NULL, "BOTTLED_VERBOSE", "print more detail"},
 };
 
 int usage_error(const struct cmd *cmd, const char *fmt, ...)
@@ -167,8 +166,8 @@ void opts_print_help(const struct cmd *cmd, FILE *out)
         const struct opt_def *d = &defs[ids[i]];
         char left[64];
         if (d->short_name)
-            snprintf(left, sizeof(left), "-%c, --%s%s%s", d->short_name, d->name,
-                     d->arg ? " " : "", d->arg ? d->arg : "");
+            snprintf(left, sizeof(left), "-%c, --%s%s%s", d->short_name, d->name, d->arg ? " " : "",
+                     d->arg ? d->arg : "");
         else
             snprintf(left, sizeof(left), "    --%s%s%s", d->name, d->arg ? " " : "",
                      d->arg ? d->arg : "");

@@ -10,9 +10,9 @@
  *   - p->nodes counts nodes as if every alias were expanded: a new node
  *     adds 1, an alias adds the anchored subtree's expanded size (known
  *     because an anchor can only be used once its node has ended).  The
- *     count never exceeds YAML_MAX_NODES by more than one step, so an alias
- *     bomb stops at the first alias that crosses the budget, after at most
- *     YAML_MAX_NODES events.
+ *     step that would cross YAML_MAX_NODES stops the parse, so an alias bomb
+ *     fails at its first oversized alias, and no input gets more than
+ *     YAML_MAX_NODES + YAML_MAX_ALIASES events past us.
  *   - an anchor is usable only once its node is complete; an alias to an
  *     open ancestor is refused as recursive instead of building a cycle.
  *   - the limits (depth, node budget, alias count), a libyaml error and a

@@ -111,7 +111,7 @@ st_fuzz() {
                 rm -rf "$work"
                 die "fuzz target $name failed"
             }
-    done < <(find "$PWD/build-fuzz" -type f -name 'fuzz_*' -perm -u+x | sort)
+    done < <(find "$PWD/build-fuzz" -type f -name 'fuzz_*' ! -name '*.*' -perm -u+x | sort)
     rm -rf "$work"
 }
 

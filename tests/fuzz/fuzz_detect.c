@@ -7,14 +7,11 @@
  * every offset of its first few bytes, which exercises the boundary rules
  * at the edges of the buffer.
  */
-#include <stddef.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "detect.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz_target.h"
 
 static void check_mask(const char *s, size_t n, const struct detect_match *m)
 {
