@@ -106,11 +106,11 @@ st_fuzz() {
         mkdir -p "$work/$name"
         if [ -d "tests/fuzz/corpus/$name" ]; then cp -r "tests/fuzz/corpus/$name/." "$work/$name/"; fi
         log "fuzzing $name for $FUZZ_SECONDS s"
-        (cd "$work" && "$t" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 "$work/$name") ||
-            {
-                rm -rf "$work"
-                die "fuzz target $name failed"
-            }
+        (cd "$work" && "$t" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 \
+            -artifact_prefix="$PWD/build-fuzz/" "$work/$name") || {
+            rm -rf "$work"
+            die "fuzz target $name failed (reproducer: build-fuzz/crash-* etc.)"
+        }
     done < <(find "$PWD/build-fuzz" -type f -name 'fuzz_*' ! -name '*.*' -perm -u+x | sort)
     rm -rf "$work"
 }
