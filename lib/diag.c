@@ -31,8 +31,10 @@ void diag_list_release(struct diag_list *l)
 
 /*
  * The last line of defence for "no diagnostic ever prints a secret": any
- * span of a message that the credential detectors match is replaced by its
- * masked form, whatever echoed it (an unknown key, a bad value ...).
+ * span of a diagnostic's text (message, bottle name, path, allowed list)
+ * that the credential detectors match is replaced by its masked form,
+ * whatever echoed it (an unknown key, a bad value, a name or file name
+ * shaped like a token ...).
  */
 static char *mask_secrets(char *msg)
 {
@@ -74,11 +76,11 @@ void diag_add(struct diag_list *l, enum diag_level level, const char *path, int 
 {
     struct diag *d = push(l);
     d->level = level;
-    d->path = xstrdup(path ? path : "-");
+    d->path = mask_secrets(xstrdup(path ? path : "-"));
     d->line = line > 0 ? line : 0;
     d->col = line > 0 && col > 0 ? col : 0;
-    d->bottle = bottle ? xstrdup(bottle) : NULL;
-    d->allowed = allowed ? xstrdup(allowed) : NULL;
+    d->bottle = bottle ? mask_secrets(xstrdup(bottle)) : NULL;
+    d->allowed = allowed ? mask_secrets(xstrdup(allowed)) : NULL;
     va_list ap;
     va_start(ap, fmt);
     if (vasprintf(&d->msg, fmt, ap) < 0)
