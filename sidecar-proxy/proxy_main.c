@@ -1,0 +1,184 @@
+/*
+ * proxy_main.c - the bottle-proxy command line.
+ *
+ * For now only the configuration check: `bottle-proxy --check-config DIR`
+ * loads a generation exactly as the running proxy will (pconf_load()) and
+ * says whether it would be served.  The listeners arrive with the rest of
+ * the sidecar; until then the help lists only what exists.
+ *
+ * Exit status: 0 valid, 1 invalid (diagnostics on stderr, or in the JSON
+ * document with --json), 2 usage.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cjson/cJSON.h>
+
+#include "build_config.h"
+#include "diag.h"
+#include "err.h"
+#include "pconf.h"
+#include "xalloc.h"
+
+static const char usage_text[] =
+    "usage: bottle-proxy --check-config DIR [--json]\n"
+    "       bottle-proxy --help | --version\n"
+    "\n"
+    "  --check-config DIR  validate a config generation and exit: DIR is the config\n"
+    "                      directory (the generation its 'current' file names is\n"
+    "                      checked) or one generation directory gen-<id> itself\n"
+    "  --json              print the result as one JSON document on stdout\n"
+    "  --help              show this help\n"
+    "  --version           print the version\n"
+    "\n"
+    "Exit status: 0 valid, 1 invalid, 2 usage error.\n";
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "bottle-proxy: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\nTry 'bottle-proxy --help'.\n");
+    va_end(ap);
+    return 2;
+}
+
+static void print_json(const struct diag_list *l, const struct pconf *c)
+{
+    cJSON *doc = cJSON_CreateObject();
+    cJSON_AddBoolToObject(doc, "ok", c != NULL);
+    cJSON_AddItemToObject(doc, "generation",
+                          c ? cJSON_CreateString(c->generation) : cJSON_CreateNull());
+    cJSON_AddItemToObject(doc, "config_hash",
+                          c ? cJSON_CreateString(c->config_hash) : cJSON_CreateNull());
+    cJSON_AddItemToObject(doc, "routes",
+                          c ? cJSON_CreateNumber((double)c->n_routes) : cJSON_CreateNull());
+    cJSON_AddItemToObject(doc, "secrets",
+                          c ? cJSON_CreateNumber((double)c->n_secrets) : cJSON_CreateNull());
+    cJSON *arr = cJSON_AddArrayToObject(doc, "diagnostics");
+    for (size_t i = 0; i < l->n; i++) {
+        const struct diag *d = &l->v[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "path", d->path);
+        cJSON_AddNumberToObject(o, "line", d->line);
+        cJSON_AddNumberToObject(o, "column", d->col);
+        cJSON_AddStringToObject(o, "severity", d->level == DIAG_ERROR ? "error" : "warning");
+        cJSON_AddStringToObject(o, "message", d->msg);
+        cJSON_AddItemToObject(o, "allowed",
+                              d->allowed ? cJSON_CreateString(d->allowed) : cJSON_CreateNull());
+        char *text = diag_format(d);
+        cJSON_AddStringToObject(o, "text", text);
+        free(text);
+        cJSON_AddItemToArray(arr, o);
+    }
+    char *s = cJSON_Print(doc);
+    printf("%s\n", s);
+    cJSON_free(s);
+    cJSON_Delete(doc);
+}
+
+/* A path's parent and last component, ignoring trailing slashes. */
+static void split_path(const char *dir, char **ret_parent, char **ret_base)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    size_t b = n;
+    while (b > 0 && dir[b - 1] != '/')
+        b--;
+    *ret_base = xstrndup(dir + b, n - b);
+    if (b == 0)
+        *ret_parent = xstrdup(".");
+    else if (b == 1)
+        *ret_parent = xstrdup("/");
+    else
+        *ret_parent = xstrndup(dir, b - 1);
+}
+
+static int check_config(const char *dir, int json)
+{
+    struct diag_list diags;
+    diag_list_init(&diags);
+    struct pconf *c = NULL;
+    char *parent = NULL, *base = NULL, *probe = xasprintf("%s/current", dir);
+    struct stat st;
+    int r;
+    if (lstat(probe, &st) == 0) {
+        r = pconf_load(dir, NULL, &diags, &c);
+    } else {
+        free(probe);
+        probe = xasprintf("%s/MANIFEST", dir);
+        if (lstat(probe, &st) == 0) {
+            split_path(dir, &parent, &base);
+            r = pconf_load(parent, base, &diags, &c);
+        } else {
+            diag_error(&diags, dir, 0, 0, NULL, NULL,
+                       "neither a config directory (no 'current') nor a generation (no "
+                       "'MANIFEST')");
+            r = BD_E_NOTFOUND;
+        }
+    }
+    (void)r;
+    diag_list_sort(&diags);
+    if (json) {
+        print_json(&diags, c);
+    } else {
+        diag_print_text(&diags, stderr);
+        if (c)
+            printf("ok: generation %s, config hash %s, %zu route%s, %zu secret%s\n", c->generation,
+                   c->config_hash, c->n_routes, c->n_routes == 1 ? "" : "s", c->n_secrets,
+                   c->n_secrets == 1 ? "" : "s");
+        else
+            fprintf(stderr, "invalid: %zu error%s\n", diags.n_errors,
+                    diags.n_errors == 1 ? "" : "s");
+    }
+    int status = c ? 0 : 1;
+    pconf_unref(c);
+    diag_list_release(&diags);
+    free(probe);
+    free(parent);
+    free(base);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    const char *check = NULL;
+    int json = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(usage_text, stdout);
+            return 0;
+        } else if (!strcmp(a, "--version")) {
+            printf("bottle-proxy %s\n", BOTTLED_VERSION);
+            return 0;
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (!strcmp(a, "--check-config")) {
+            if (i + 1 >= argc)
+                return usage_error("%s needs a directory", a);
+            if (check)
+                return usage_error("%s given twice", a);
+            check = argv[++i];
+        } else if (!strncmp(a, "--check-config=", 15)) {
+            if (check)
+                return usage_error("%s given twice", "--check-config");
+            check = a + 15;
+        } else if (a[0] == '-') {
+            return usage_error("unknown option '%s'", a);
+        } else {
+            return usage_error("unexpected argument '%s'", a);
+        }
+    }
+    if (!check)
+        return usage_error("%s", json ? "--json needs --check-config DIR" : "nothing to do");
+    if (!*check)
+        return usage_error("%s", "--check-config needs a directory");
+    return check_config(check, json);
+}
