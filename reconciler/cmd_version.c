@@ -50,7 +50,7 @@ int cmd_version(const struct cmd *cmd, struct opts *o, int argc, char **argv)
     cJSON_AddStringToObject(libs, "libidn2", idn2_check_version(NULL));
     cJSON_AddStringToObject(libs, "libfswatch", fswatch);
     cJSON *scanner = cJSON_AddObjectToObject(v, "scanner");
-    cJSON_AddStringToObject(scanner, "engine", "plain matcher");
+    cJSON_AddStringToObject(scanner, "engine", "aho-corasick prefilter");
     cJSON_AddNumberToObject(scanner, "rules", (double)detect_rule_count());
 
     if (o->json) {
@@ -60,7 +60,7 @@ int cmd_version(const struct cmd *cmd, struct opts *o, int argc, char **argv)
     } else {
         printf("bottled %s (%s%s)\n", BOTTLED_VERSION, BOTTLED_BUILD_TYPE,
                cJSON_IsTrue(cJSON_GetObjectItem(v, "sanitizers")) ? ", asan+ubsan" : "");
-        printf("credential scanner: plain matcher, %zu rules\n", detect_rule_count());
+        printf("credential scanner: aho-corasick prefilter, %zu rules\n", detect_rule_count());
         printf("libraries:\n");
         for (cJSON *it = libs->child; it; it = it->next)
             printf("  %-10s %s\n", it->string, it->valuestring);

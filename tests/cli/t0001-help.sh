@@ -47,7 +47,7 @@ expect_rc 0 "version"
 for lib in libyaml sqlite3 openssl libcurl cjson pcre2 libidn2 libfswatch; do
     expect_in "$TMP/out" "$lib" "version reports $lib"
 done
-expect_in "$TMP/out" "credential scanner: plain matcher" "version reports the scanner"
+expect_in "$TMP/out" "credential scanner: aho-corasick prefilter" "version reports the scanner"
 
 run "$BOTTLED" version --json
 expect_rc 0 "version --json"

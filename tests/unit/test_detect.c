@@ -35,6 +35,11 @@ static char *mk(const char *prefix, const char *fill, size_t n)
 #define ALNUM  "aZ3kQ9xT"
 #define B64URL "aZ3-k_Q9"
 #define UPPER  "Q7ZX3K9W"
+#define HEX    "3fa9c07b"
+#define B64    "aZ3+k/Q9"
+#define PATH   "T0A/B9z/"
+#define JWT_H  "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"
+#define JWT_P  "eyJzdWIiOiIxMjM0NTY3ODkwIn0"
 
 struct example {
     const char *rule;
@@ -71,6 +76,53 @@ static const struct example positives[] = {
     {"pem_private_key", "-----BEGIN EC PRIVATE KEY-----", NULL, 0},
     {"pem_private_key", "-----BEGIN OPENSSH PRIVATE KEY-----", NULL, 0},
     {"pem_private_key", "-----BEGIN ENCRYPTED PRIVATE KEY-----", NULL, 0},
+    {"gitlab_deploy_token", "gldt-", B64URL, 20},
+    {"gitlab_runner_token", "glrt-", B64URL, 30},
+    {"gitlab_trigger_token", "glptt-", HEX, 40},
+    {"openrouter_key", "sk-or-v1-", HEX, 64},
+    {"xai_key", "xai-", ALNUM, 80},
+    {"groq_key", "gsk_", ALNUM, 52},
+    {"huggingface_token", "hf_", ALNUM, 34},
+    {"replicate_token", "r8_", ALNUM, 37},
+    {"perplexity_key", "pplx-", ALNUM, 48},
+    {"google_oauth_secret", "GOCSPX-", B64URL, 28},
+    {"azure_storage_key", "AccountKey=", B64, 86},
+    {"digitalocean_token", "dop_v1_", HEX, 64},
+    {"digitalocean_token", "dor_v1_", HEX, 64},
+    {"heroku_api_key", "HRKU-AA", B64URL, 58},
+    {"tailscale_key", "tskey-auth-", B64URL, 40},
+    {"vault_token", "hvs.", B64URL, 90},
+    {"vault_token", "hvb.", B64URL, 140},
+    {"doppler_token", "dp.pt.", ALNUM, 43},
+    {"pulumi_token", "pul-", HEX, 40},
+    {"databricks_token", "dapi", HEX, 32},
+    {"supabase_pat", "sbp_", HEX, 40},
+    {"slack_token", "xoxe-", B64URL, 40},
+    {"slack_app_token", "xapp-", "1-A0-1-aZ", 40},
+    {"slack_webhook", "hooks.slack.com/services/", PATH, 44},
+    {"discord_webhook", "discord.com/api/webhooks/", "123/aZ-_", 80},
+    {"stripe_test_key", "sk_test_", ALNUM, 24},
+    {"stripe_test_key", "rk_test_", ALNUM, 99},
+    {"stripe_webhook_secret", "whsec_", B64, 32},
+    {"square_token", "sq0atp-", B64URL, 22},
+    {"square_oauth_secret", "sq0csp-", B64URL, 43},
+    {"square_access_token", "EAAA", B64URL, 60},
+    {"pypi_token", "pypi-AgEIcHlwaS5vcmc", B64URL, 70},
+    {"rubygems_key", "rubygems_", HEX, 48},
+    {"dockerhub_pat", "dckr_pat_", B64URL, 27},
+    {"sendgrid_key", "SG.", B64URL, 66},
+    {"shopify_token", "shpat_", HEX, 32},
+    {"shopify_token", "shpss_", HEX, 32},
+    {"atlassian_api_token", "ATATT3", "xFfGF0=a", 180},
+    {"linear_api_key", "lin_api_", ALNUM, 40},
+    {"notion_token", "secret_", ALNUM, 43},
+    {"sentry_token", "sntrys_", B64URL, 60},
+    {"grafana_sa_token", "glsa_", "aZ3_kQ9x", 41},
+    {"postman_api_key", "PMAK-", B64URL, 59},
+    {"newrelic_user_key", "NRAK-", UPPER, 27},
+    {"jwt", JWT_H "." JWT_P ".c2lnbmF0dXJlLWZha2U", NULL, 0},
+    {"jwt", "eyJhbGciOiJub25lIn0." JWT_P ".", NULL, 0},
+    {"age_secret_key", "AGE-SECRET-KEY-1", UPPER, 58},
 };
 
 /* Near misses: each must match nothing at all. */
@@ -99,7 +151,6 @@ static const struct example negatives[] = {
     {"slack_token", "xoxb-", "12345", 9},
     {"slack_token", "xoxz-", B64URL, 30},
     {"stripe_live_key", "sk_live_", ALNUM, 23},
-    {"stripe_live_key", "sk_test_", ALNUM, 40},
     {"stripe_live_key", "pk_live_", ALNUM, 40},
     {"google_api_key", "AIza", B64URL, 34},
     {"google_api_key", "AIza", B64URL, 36},
@@ -111,6 +162,62 @@ static const struct example negatives[] = {
     {"pem_private_key", "-----BEGIN RSA PRIVATE KEY", NULL, 0},
     {"pem_private_key", "-----BEGINPRIVATE KEY-----", NULL, 0},
     {"pem_private_key", "-----BEGIN rsa PRIVATE KEY-----", NULL, 0},
+    {"gitlab_deploy_token", "gldt-", B64URL, 19},
+    {"gitlab_runner_token", "glrt-", B64URL, 19},
+    {"gitlab_trigger_token", "xglptt-", B64URL, 30},
+    {"openrouter_key", "sk-or-v1-", HEX, 20}, /* too short for openai_key too */
+    {"xai_key", "xai-", ALNUM, 59},
+    {"xai_key", "maxai-", ALNUM, 80},
+    {"groq_key", "gsk_", ALNUM, 51},
+    {"huggingface_token", "hf_", ALNUM, 33},
+    {"huggingface_token", "hf_", ALNUM, 35},
+    {"replicate_token", "r8_", ALNUM, 36},
+    {"perplexity_key", "pplx-", ALNUM, 39},
+    {"google_oauth_secret", "GOCSPX-", B64URL, 27},
+    {"azure_storage_key", "AccountKey=", B64, 85},
+    {"digitalocean_token", "dop_v2_", HEX, 64},
+    {"digitalocean_token", "dop_v1_", HEX, 63},
+    {"heroku_api_key", "HRKU-AB", B64URL, 58},
+    {"tailscale_key", "tskey-", B64URL, 29},
+    {"vault_token", "hvx.", B64URL, 90},
+    {"vault_token", "hvs.", B64URL, 23},
+    {"doppler_token", "dp.xt.", ALNUM, 43},
+    {"pulumi_token", "pul-", ALNUM, 40},
+    {"databricks_token", "dapi", HEX, 31},
+    {"supabase_pat", "sbp_", HEX, 39},
+    {"slack_app_token", "xapp-", B64URL, 19},
+    {"slack_webhook", "hooks.slack.com/services/", PATH, 39},
+    {"slack_webhook", "hooks.slack.com/service/", PATH, 44},
+    {"discord_webhook", "discord.com/api/webhook/", "123/aZ-_", 80},
+    {"stripe_test_key", "pk_test_", ALNUM, 40},
+    {"stripe_test_key", "sk_test_", ALNUM, 23},
+    {"stripe_webhook_secret", "whsec_", B64, 31},
+    {"square_token", "sq0atp-", B64URL, 21},
+    {"square_oauth_secret", "sq0csp-", B64URL, 44},
+    {"square_access_token", "EAAB", B64URL, 60},
+    {"square_access_token", "EAAA", B64URL, 61},
+    {"pypi_token", "pypi-AgEIcHlwaS5vcmc", B64URL, 49},
+    {"pypi_token", "pypi-AgEIcHlwaS5vcmX", B64URL, 70},
+    {"rubygems_key", "rubygems_", HEX, 47},
+    {"dockerhub_pat", "dckr_pat_", B64URL, 23},
+    {"sendgrid_key", "SG.", B64URL, 65},
+    {"sendgrid_key", "MSG.", B64URL, 66},
+    {"shopify_token", "shpxx_", HEX, 32},
+    {"shopify_token", "shpat_", ALNUM, 32},
+    {"atlassian_api_token", "ATATT3", "xFfGF0=a", 149},
+    {"linear_api_key", "lin_api_", ALNUM, 39},
+    {"notion_token", "secret_", ALNUM, 42},
+    {"notion_token", "secret_", "key_base", 43},
+    {"sentry_token", "sntrya_", B64URL, 60},
+    {"grafana_sa_token", "glsa_", "aZ3_kQ9x", 40},
+    {"postman_api_key", "PMAK-", B64URL, 58},
+    {"newrelic_user_key", "NRAK-", UPPER, 26},
+    {"jwt", JWT_H, NULL, 0},                               /* header only */
+    {"jwt", "eyJ0eXAiOiJKV1QifQ." JWT_P ".c2ln", NULL, 0}, /* no "alg" */
+    {"jwt", JWT_H ".eyJ." JWT_P ".c2ln", NULL, 0},         /* four parts */
+    {"jwt", JWT_H ".." JWT_P, NULL, 0},                    /* empty payload */
+    {"age_secret_key", "AGE-SECRET-KEY-1", UPPER, 57},
+    {"age_secret_key", "AGE-SECRET-KEY-2", UPPER, 58},
 };
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
@@ -119,7 +226,7 @@ static void test_rules_load(void **state)
 {
     (void)state;
     /* Loading aborts on a malformed line, so reaching here proves it parses. */
-    assert_true(detect_rule_count() >= 11);
+    assert_true(detect_rule_count() >= 30);
     for (size_t i = 0; i < detect_rule_count(); i++) {
         const char *id = detect_rule_id(i);
         assert_non_null(id);
@@ -154,7 +261,8 @@ static void test_positives(void **state)
         struct detect_match m = {0};
 
         /* Alone, and in the places a token usually sits. */
-        assert_int_equal(detect_scan(tok, tl, &m), 1);
+        if (detect_scan(tok, tl, &m) != 1)
+            fail_msg("positive %zu (%s) not found alone", i, e->rule);
         assert_string_equal(m.detector, e->rule);
         assert_int_equal(m.off, 0);
         assert_int_equal(m.len, tl);
@@ -294,7 +402,7 @@ static void test_mask_edges(void **state)
 {
     (void)state;
     char *p;
-    struct detect_match bad = {"x", 10, 50};
+    struct detect_match bad = {"x", 10, 50, 0};
 
     p = detect_mask("ghp_abcdefghijkl", 16, NULL); /* whole value */
     assert_string_equal(p, "ghp_... (16 chars)");
