@@ -27,7 +27,9 @@
  * --json, the same keys as one JSON object.  Exit status 0 when every
  * request succeeded, 1 when some failed, 2 on usage errors.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
