@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# scripts/main.sh - the main job: set up (packages, engines, images), build,
-# then validate the example bottles with the real binary.
+# scripts/main.sh - the main job: set up (packages, engines, images), build
+# (and the sidecar image from that build), then validate the example bottles
+# with the real binary.
 #   bash scripts/main.sh [setup.sh options, e.g. --sandbox-engine-config]
 # Exits with `bottled validate`'s exit code.
 set -euo pipefail
@@ -13,6 +14,7 @@ cd "$(repo_root)"
 step setup bash scripts/setup.sh "$@"
 step configure cmake -S . -B build
 step build cmake --build build -j2
+step proxy-image bash scripts/build-proxy-image.sh build
 
 [ -x build/reconciler/bottled ] || die "build/reconciler/bottled was not built"
 log "running: build/reconciler/bottled validate -d examples"

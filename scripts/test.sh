@@ -11,7 +11,8 @@
 # fuzz target N seconds after the fuzz build; BOTTLED_TEST_JOBS (default 2).
 #
 # Stages (each prints its wall time; the first failure stops the run):
-#   setup, format, gcc build + unit/integration/fuzz tests, ASan/UBSan build +
+#   setup, format, gcc build + unit/integration/fuzz tests, the sidecar image
+#   (localhost/bottled-proxy, from that build), ASan/UBSan build +
 #   all tests on Podman + smoke tests on Docker, clang fuzz build, clean chroot.
 set -euo pipefail
 LOG_TAG=test
@@ -78,6 +79,8 @@ st_gcc() {
     ctest --test-dir build --output-on-failure -j"$JOBS" -L 'unit|integration|fuzz'
 }
 
+st_proxy_image() { bash scripts/build-proxy-image.sh build; }
+
 st_asan() {
     cmake -S . -B build-asan -DBOTTLED_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
     cmake --build build-asan -j"$JOBS"
@@ -120,6 +123,7 @@ st_chroot() { bash scripts/ci-chroot.sh; }
 stage setup st_setup
 stage format st_format
 stage gcc-build-test st_gcc
+stage proxy-image st_proxy_image
 stage asan-engine-test st_asan
 if [ "$QUICK" = 1 ]; then
     skip fuzz-build --quick

@@ -100,7 +100,7 @@ require_engine() {
     note "engine $ENGINE on $SOCK, run label $RUN_LABEL=$RUN_ID"
 }
 
-# cleanup_run: force-remove all containers, then networks, carrying our run label
+# cleanup_run: force-remove all containers, then networks and volumes, carrying our run label
 cleanup_run() {
     local f ids id
     f=$(urlenc "{\"label\":[\"$RUN_LABEL=$RUN_ID\"]}")
@@ -110,6 +110,9 @@ cleanup_run() {
     ids=$(api GET "/networks?filters=$f" 2>/dev/null |
         python3 -c 'import json,sys; [print(n["Id"]) for n in json.load(sys.stdin)]' 2>/dev/null) || true
     for id in $ids; do api DELETE "/networks/$id" >/dev/null 2>&1 || true; done
+    ids=$(api GET "/volumes?filters=$f" 2>/dev/null |
+        python3 -c 'import json,sys; [print(v["Name"]) for v in json.load(sys.stdin)["Volumes"] or []]' 2>/dev/null) || true
+    for id in $ids; do api DELETE "/volumes/$id?force=true" >/dev/null 2>&1 || true; done
 }
 
 _finish() {
