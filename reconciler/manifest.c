@@ -29,6 +29,7 @@
 #include "err.h"
 #include "host.h"
 #include "manifest.h"
+#include "urlpath.h"
 #include "xalloc.h"
 
 struct pctx {
@@ -804,59 +805,6 @@ static int regex_check(struct pctx *c, const struct ynode *v, const char *s)
     return -1;
 }
 
-/*
- * A configured prefix/exact path must already be in the normalised form
- * the sidecar compares against: it starts with '/', has no query or
- * fragment, no empty, "." or ".." segments (also percent-encoded), no
- * backslash, NUL or control characters.  A trailing '/' is allowed.
- */
-static int dot_segment(const char *p, size_t n)
-{
-    size_t dots = 0;
-    for (size_t i = 0; i < n;) {
-        if (p[i] == '.') {
-            dots++;
-            i++;
-        } else if (n - i >= 3 && p[i] == '%' && p[i + 1] == '2' && (p[i + 2] | 0x20) == 'e') {
-            dots++;
-            i += 3;
-        } else {
-            return 0;
-        }
-    }
-    return dots == 1 || dots == 2;
-}
-
-static const char *path_problem(const char *s)
-{
-    if (s[0] != '/')
-        return "must start with '/'";
-    for (const char *p = s; *p; p++) {
-        unsigned char ch = (unsigned char)*p;
-        if (ch == '?' || ch == '#')
-            return "must not contain a query or fragment";
-        if (ch == '\\' || ch < 0x21 || ch == 0x7f)
-            return "must not contain backslashes, spaces or control characters";
-        if (ch == '%' && !(isxdigit((unsigned char)p[1]) && isxdigit((unsigned char)p[2])))
-            return "has an invalid percent-escape";
-        if (ch == '%' && p[1] == '0' && p[2] == '0')
-            return "must not contain %00";
-    }
-    const char *p = s + 1;
-    while (*p) {
-        const char *e = strchr(p, '/');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        if (n == 0)
-            return "must not contain '//'";
-        if (dot_segment(p, n))
-            return "must not contain '.' or '..' segments";
-        if (!e)
-            break;
-        p = e + 1;
-    }
-    return NULL;
-}
-
 static void add_path(struct pctx *c, const struct ynode *it, struct m_match *m)
 {
     if (it->kind != YNODE_MAP) {
@@ -887,7 +835,7 @@ static void add_path(struct pctx *c, const struct ynode *it, struct m_match *m)
             if (regex_check(c, vn, s) == 0)
                 mp.value = s;
         } else if (s) {
-            const char *why = path_problem(s);
+            const char *why = urlpath_config_problem(s);
             if (why)
                 err_at(c, vn, NULL, "path '%s' %s", s, why);
             else

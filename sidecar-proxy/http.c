@@ -19,6 +19,7 @@
 
 #include "err.h"
 #include "http.h"
+#include "urlpath.h"
 
 #define NEED 1 /* internal: ran out of bytes */
 
@@ -167,17 +168,6 @@ static int is_digit(unsigned char c)
     return c >= '0' && c <= '9';
 }
 
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static int lower(unsigned char c)
 {
     return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
@@ -271,7 +261,7 @@ int http_split_authority(struct slice auth, struct slice *ret_host, uint16_t *re
     if (auth.len && auth.ptr[0] == '[') {
         for (i = 1; i < auth.len && auth.ptr[i] != ']'; i++) {
             unsigned char c = (unsigned char)auth.ptr[i];
-            if (hex_value(c) < 0 && c != ':' && c != '.')
+            if (hex_digit(c) < 0 && c != ':' && c != '.')
                 return HTTP_E_HOST;
         }
         if (i == auth.len || i < 3) /* no ']' or "[]" / "[x]" */
@@ -842,7 +832,7 @@ int http_chunked_feed(struct http_chunked *c, const char *in, size_t len, size_t
         unsigned char ch = (unsigned char)in[i];
         switch (c->state) {
         case HTTP_CHUNKED_SIZE: {
-            int v = hex_value(ch);
+            int v = hex_digit(ch);
             if (v >= 0) {
                 if (++c->digits > CHUNK_DIGITS || c->remaining > (CHUNK_MAX >> 4))
                     return chunked_fail(c, HTTP_E_CHUNK_OVERFLOW);

@@ -12,6 +12,7 @@
 
 #include "err.h"
 #include "pathnorm.h"
+#include "urlpath.h"
 
 static int is_unreserved(unsigned char c)
 {
@@ -30,23 +31,13 @@ static int is_ctl(unsigned char c)
     return c < 0x20 || c == 0x7f;
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decoded byte of the escape at p (p[0] == '%', n bytes left), or -1. */
 static int escape_at(const char *p, size_t n)
 {
     int hi, lo;
 
-    if (n < 3 || (hi = hexval((unsigned char)p[1])) < 0 || (lo = hexval((unsigned char)p[2])) < 0)
+    if (n < 3 || (hi = hex_digit((unsigned char)p[1])) < 0 ||
+        (lo = hex_digit((unsigned char)p[2])) < 0)
         return -1;
     return hi << 4 | lo;
 }

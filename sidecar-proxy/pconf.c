@@ -50,6 +50,7 @@
 #include "hash.h"
 #include "host.h"
 #include "pconf.h"
+#include "urlpath.h"
 #include "xalloc.h"
 
 #define ROUTES_MAX   ((size_t)4 << 20)
@@ -415,54 +416,6 @@ static cJSON *json_parse(struct vctx *v, const char *s, size_t n)
 }
 
 /* ------------------------------------------------------------ value checks */
-
-/* A configured prefix/exact path is already in the sidecar's normalised form (manifest.c). */
-static int dot_segment(const char *p, size_t n)
-{
-    size_t dots = 0;
-    for (size_t i = 0; i < n;) {
-        if (p[i] == '.') {
-            dots++;
-            i++;
-        } else if (n - i >= 3 && p[i] == '%' && p[i + 1] == '2' && (p[i + 2] | 0x20) == 'e') {
-            dots++;
-            i += 3;
-        } else {
-            return 0;
-        }
-    }
-    return dots == 1 || dots == 2;
-}
-
-static const char *path_problem(const char *s)
-{
-    if (s[0] != '/')
-        return "must start with '/'";
-    for (const char *p = s; *p; p++) {
-        unsigned char ch = (unsigned char)*p;
-        if (ch == '?' || ch == '#')
-            return "must not contain a query or fragment";
-        if (ch == '\\' || ch < 0x21 || ch == 0x7f)
-            return "must not contain backslashes, spaces or control characters";
-        if (ch == '%' && !(isxdigit((unsigned char)p[1]) && isxdigit((unsigned char)p[2])))
-            return "has an invalid percent-escape";
-        if (ch == '%' && p[1] == '0' && p[2] == '0')
-            return "must not contain %00";
-    }
-    const char *p = s + 1;
-    while (*p) {
-        const char *e = strchr(p, '/');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        if (n == 0)
-            return "must not contain '//'";
-        if (dot_segment(p, n))
-            return "must not contain '.' or '..' segments";
-        if (!e)
-            break;
-        p = e + 1;
-    }
-    return NULL;
-}
 
 /* Same flags as the manifest check: the whole path or value must match. */
 static int check_regex(struct vctx *v, const char *s)
@@ -864,7 +817,7 @@ static void parse_match(struct vctx *v, const cJSON *x, struct pconf_match *m)
                         if (check_regex(v, s) == 0)
                             pp.value = adup(v, s);
                     } else if (s && ok) {
-                        const char *why = path_problem(s);
+                        const char *why = urlpath_config_problem(s);
                         if (why)
                             jerr(v, "path '%s' %s", qsv(v, s).s, why);
                         else

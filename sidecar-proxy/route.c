@@ -23,6 +23,7 @@
 #include "host.h"
 #include "pathnorm.h"
 #include "route.h"
+#include "urlpath.h"
 #include "xalloc.h"
 
 #define DIAG_FILE    "routes.json"
@@ -384,14 +385,6 @@ static int request_has_media(const struct slice *names, const struct slice *valu
     return 0;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)(c | 0x20);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* Form-decodes s ('+' is a space, %XX) into a new string, as
  * git-http-backend decodes its query. */
 static char *form_decode(const char *s, size_t n)
@@ -400,8 +393,8 @@ static char *form_decode(const char *s, size_t n)
 
     for (size_t i = 0; i < n; i++) {
         int hi, lo;
-        if (s[i] == '%' && i + 2 < n && (hi = hexval(s[i + 1])) >= 0 &&
-            (lo = hexval(s[i + 2])) >= 0) {
+        if (s[i] == '%' && i + 2 < n && (hi = hex_digit(s[i + 1])) >= 0 &&
+            (lo = hex_digit(s[i + 2])) >= 0) {
             *o++ = (char)(hi << 4 | lo);
             i += 2;
         } else {

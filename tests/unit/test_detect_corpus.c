@@ -21,6 +21,7 @@
 #include "detect.h"
 #include "injection.h"
 #include "secretscan.h"
+#include "urlpath.h"
 #include "xalloc.h"
 
 #define CORPUS_DIR TEST_DATA_DIR "/detect"
@@ -49,17 +50,6 @@ static void report(const struct line *l, const char *fmt, ...)
     failures++;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes the corpus escapes into b; 0, or -1 on a bad escape. */
 static int unescape(const char *s, struct buf *b)
 {
@@ -79,8 +69,8 @@ static int unescape(const char *s, struct buf *b)
             buf_putc(b, '\n');
         else if (c == 'r')
             buf_putc(b, '\r');
-        else if (c == 'x' && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-            buf_putc(b, (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2])));
+        else if (c == 'x' && hex_digit(s[i + 1]) >= 0 && hex_digit(s[i + 2]) >= 0) {
+            buf_putc(b, (char)(hex_digit(s[i + 1]) * 16 + hex_digit(s[i + 2])));
             i += 2;
         } else
             return -1;
