@@ -22,6 +22,22 @@ const char *bd_strerror(int err)
         return "structural limit exceeded";
     case BD_E_INTERNAL:
         return "internal error";
+    case BD_E_BUSY:
+        return "in use";
+    case BD_E_UNAVAIL:
+        return "peer unavailable";
+    case BD_E_PROTO:
+        return "unexpected answer from peer";
+    case BD_E_NOIMAGE:
+        return "no such image";
+    case BD_E_LOCKED:
+        return "locked by another process";
+    case BD_E_PERM:
+        return "unsafe ownership or permissions";
+    case BD_E_MISMATCH:
+        return "identity mismatch";
+    case BD_E_VERSION:
+        return "unsupported format version";
     }
     return "unknown error";
 }

@@ -1,0 +1,62 @@
+/*
+ * engine_docker.h - the docker backend's pure parts, exposed for unit
+ * tests (tests/unit/test_engine_json.c): JSON response parsers, error
+ * bodies, filter encoding, the exec stream demultiplexer.  Nothing here
+ * talks to an engine.  `podman` selects the Podman 4.3 compat quirks.
+ */
+#ifndef BOTTLED_ENGINE_DOCKER_H
+#define BOTTLED_ENGINE_DOCKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "buf.h"
+#include "engine.h"
+
+/* The highest API version the driver speaks, and the lowest it accepts. */
+#define DK_API_MAJOR     1
+#define DK_API_MINOR     41
+#define DK_API_MIN_MINOR 40
+
+/* Parses "1.41" into *ret_minor (major must be 1); BD_E_PROTO otherwise. */
+int dk_parse_api_version(const char *s, size_t len, int *ret_minor);
+
+/* `filters=` value: URL-encoded {"label":["k=v",...]}; *ret is allocated. */
+void dk_label_filter(const struct engine_strv *labels, char **ret);
+
+/* Percent-encodes s (unreserved characters and those in keep stay). */
+void dk_urlencode(struct buf *out, const char *s, const char *keep);
+
+/* The `message` of an error body (Docker {"message"}, Podman {"cause",
+ * "message","response"}), cut to max bytes; "" if there is none. */
+void dk_error_message(const char *body, size_t len, char *out, size_t max);
+
+int dk_parse_networks(const char *json, size_t len, bool podman, struct engine_network_list *ret);
+int dk_parse_volumes(const char *json, size_t len, struct engine_volume_list *ret);
+int dk_parse_containers(const char *json, size_t len, bool podman,
+                        struct engine_container_list *ret);
+int dk_parse_inspect(const char *json, size_t len, bool podman, struct engine_container_info *ret);
+/* The base64 JSON of X-Docker-Container-Path-Stat. */
+int dk_parse_path_stat(const char *b64, size_t len, struct engine_path_stat *ret);
+
+/*
+ * Demultiplexer of the raw stream of exec/attach/logs (no TTY): frames of
+ * an 8-byte header (stream 1 stdout / 2 stderr, 3 zero bytes, big-endian
+ * u32 length) and the payload.  Fed in arbitrary pieces; each stream keeps
+ * at most max bytes, the rest is dropped and `truncated` set.
+ */
+struct dk_demux {
+    unsigned char hdr[8];
+    size_t hdr_len;
+    size_t remaining; /* payload bytes left in the current frame */
+    int stream;
+    size_t max;
+    struct buf *out;
+    struct buf *err;
+    bool truncated;
+    bool bad; /* a header with an unknown stream id */
+};
+void dk_demux_init(struct dk_demux *d, struct buf *out, struct buf *err, size_t max);
+void dk_demux_feed(struct dk_demux *d, const char *p, size_t n);
+
+#endif
