@@ -12,6 +12,15 @@
 
 static const enum opt_id validate_flags[] = {OPT_DIR, OPT_JSON, OPT_QUIET, OPT_VERBOSE};
 static const enum opt_id show_flags[] = {OPT_DIR};
+static const enum opt_id render_flags[] = {OPT_DIR,
+                                           OPT_STATE_DIR,
+                                           OPT_SECRETS,
+                                           OPT_SECRET_ENV,
+                                           OPT_PROXY_DNS,
+                                           OPT_PROXY_ADD_HOST,
+                                           OPT_PROXY_ALLOW_PRIVATE,
+                                           OPT_PROXY_UPSTREAM_CA,
+                                           OPT_JSON};
 static const enum opt_id version_flags[] = {OPT_JSON};
 
 #define FLAGS(a) (a), (int)(sizeof(a) / sizeof((a)[0]))
@@ -29,6 +38,14 @@ static const struct cmd commands[] = {
      "reconciler derives its specs from.\n\n"
      "Exit status: 0 shown, 1 no such bottle or it has errors, 2 usage error.",
      FLAGS(show_flags)},
+    {"render", cmd_render, "NAME", "Print the sidecar configuration of one bottle, secrets masked.",
+     "Prints, as JSON, the routes.json and secrets.json the bottle's sidecar would get (every\n"
+     "secret value replaced by \"<masked>\") and their config hash, which changes whenever a\n"
+     "route, a --proxy-* setting, a used secret's value or its binding changes.  Secrets come\n"
+     "from the secrets file (--secrets) and --secret-env.  Writes nothing.\n\n"
+     "Exit status: 0 rendered, 1 no such bottle, it has errors, or a route's secret is missing\n"
+     "or bound to other hosts, 2 usage error or unusable secrets file, flags or state dir.",
+     FLAGS(render_flags)},
     {"version", cmd_version, NULL, "Print versions and build options.", NULL, FLAGS(version_flags)},
 };
 
@@ -61,13 +78,18 @@ int main(int argc, char **argv)
             continue;
         struct opts o;
         int first = opts_parse(c, argc - 1, argv + 1, &o);
-        if (first < 0)
+        if (first < 0) {
+            opts_release(&o);
             return EXIT_USAGE;
+        }
         if (o.help) {
             opts_print_help(c, stdout);
+            opts_release(&o);
             return EXIT_OK;
         }
-        return c->run(c, &o, argc - 1 - first, argv + 1 + first);
+        int rc = c->run(c, &o, argc - 1 - first, argv + 1 + first);
+        opts_release(&o);
+        return rc;
     }
     fprintf(stderr, "bottled: unknown command '%s'\n", name);
     print_main_help(stderr);

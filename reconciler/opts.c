@@ -3,10 +3,13 @@
  */
 #include <getopt.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "opts.h"
+#include "xalloc.h"
 
 struct opt_def {
     enum opt_id id;
@@ -24,6 +27,26 @@ static const struct opt_def defs[OPT__COUNT] = {
     [OPT_JSON] = {OPT_JSON, "json", 0, NULL, "BOTTLED_JSON", "print machine-readable JSON"},
     [OPT_QUIET] = {OPT_QUIET, "quiet", 'q', NULL, "BOTTLED_QUIET", "print only errors"},
     [OPT_VERBOSE] = {OPT_VERBOSE, "verbose", 'v', NULL, "BOTTLED_VERBOSE", "print more detail"},
+    [OPT_STATE_DIR] = {OPT_STATE_DIR, "state-dir", 0, "DIR", "BOTTLED_STATE_DIR",
+                       "state directory (default $XDG_STATE_HOME/bottled; root: /var/lib/bottled)"},
+    [OPT_SECRETS] = {OPT_SECRETS, "secrets", 0, "FILE", "BOTTLED_SECRETS",
+                     "secrets file, lines NAME@HOST,...=VALUE, mode 0600 or 0400 (default "
+                     "<state-dir>/secrets)"},
+    [OPT_SECRET_ENV] = {OPT_SECRET_ENV, "secret-env", 0, "NAME@HOSTS", "BOTTLED_SECRET_ENV",
+                        "import environment variable NAME as a secret bound to HOSTS "
+                        "(repeatable)"},
+    [OPT_PROXY_DNS] = {OPT_PROXY_DNS, "proxy-dns", 0, "IP", "BOTTLED_PROXY_DNS",
+                       "DNS server the sidecars resolve with (default: the container's)"},
+    [OPT_PROXY_ADD_HOST] = {OPT_PROXY_ADD_HOST, "proxy-add-host", 0, "NAME:IP",
+                            "BOTTLED_PROXY_ADD_HOST",
+                            "static host entry for the sidecars, before DNS (repeatable)"},
+    [OPT_PROXY_ALLOW_PRIVATE] = {OPT_PROXY_ALLOW_PRIVATE, "proxy-allow-private", 0, "CIDR",
+                                 "BOTTLED_PROXY_ALLOW_PRIVATE",
+                                 "private range the sidecars may dial (repeatable)"},
+    [OPT_PROXY_UPSTREAM_CA] = {OPT_PROXY_UPSTREAM_CA, "proxy-upstream-ca", 0, "FILE",
+                               "BOTTLED_PROXY_UPSTREAM_CA",
+                               "CA bundle the sidecars verify upstreams with (default: the "
+                               "system store)"},
 };
 
 int usage_error(const struct cmd *cmd, const char *fmt, ...)
@@ -50,6 +73,51 @@ static int env_bool(const char *val)
         if (!strcasecmp(val, no[i]))
             return 0;
     return -1;
+}
+
+static void list_add(struct opt_list *l, const char *v)
+{
+    l->v = xrealloc(l->v, (l->n + 1) * sizeof(*l->v));
+    l->v[l->n++] = v;
+}
+
+/*
+ * A repeatable flag: an environment value is split at white space (kept in
+ * o->owned); the first typed flag drops what the environment gave.
+ */
+static void set_list(struct opts *o, struct opt_list *l, const char *arg, const char *from_env)
+{
+    if (!from_env) {
+        if (l->from_env)
+            l->n = 0;
+        l->from_env = 0;
+        list_add(l, arg);
+        return;
+    }
+    char *copy = xstrdup(arg);
+    o->owned = xrealloc(o->owned, (o->n_owned + 1) * sizeof(*o->owned));
+    o->owned[o->n_owned++] = copy;
+    l->from_env = 1;
+    static const char ws[] = " \t\n";
+    for (char *p = copy + strspn(copy, ws); *p; p += strspn(p, ws)) {
+        size_t n = strcspn(p, ws);
+        list_add(l, p);
+        if (!p[n])
+            break;
+        p[n] = '\0';
+        p += n + 1;
+    }
+}
+
+/* A string flag that must not be empty. */
+static int set_str(const struct cmd *cmd, const char **field, enum opt_id id, const char *arg)
+{
+    if (!*arg) {
+        usage_error(cmd, "--%s must not be empty", defs[id].name);
+        return -1;
+    }
+    *field = arg;
+    return 0;
 }
 
 static int set_opt(const struct cmd *cmd, struct opts *o, enum opt_id id, const char *arg,
@@ -83,6 +151,23 @@ static int set_opt(const struct cmd *cmd, struct opts *o, enum opt_id id, const 
         break;
     case OPT_VERBOSE:
         o->verbose = b;
+        break;
+    case OPT_STATE_DIR:
+        return set_str(cmd, &o->state_dir, id, arg);
+    case OPT_SECRETS:
+        return set_str(cmd, &o->secrets, id, arg);
+    case OPT_PROXY_DNS:
+        return set_str(cmd, &o->proxy_dns, id, arg);
+    case OPT_PROXY_UPSTREAM_CA:
+        return set_str(cmd, &o->proxy_upstream_ca, id, arg);
+    case OPT_SECRET_ENV:
+        set_list(o, &o->secret_env, arg, from_env);
+        break;
+    case OPT_PROXY_ADD_HOST:
+        set_list(o, &o->proxy_add_host, arg, from_env);
+        break;
+    case OPT_PROXY_ALLOW_PRIVATE:
+        set_list(o, &o->proxy_allow_private, arg, from_env);
         break;
     case OPT__COUNT:
         break;
@@ -151,6 +236,34 @@ int opts_parse(const struct cmd *cmd, int argc, char **argv, struct opts *o)
     return optind;
 }
 
+void opts_release(struct opts *o)
+{
+    free(o->secret_env.v);
+    free(o->proxy_add_host.v);
+    free(o->proxy_allow_private.v);
+    for (size_t i = 0; i < o->n_owned; i++)
+        free(o->owned[i]);
+    free(o->owned);
+    memset(o, 0, sizeof(*o));
+}
+
+char *opts_state_dir(const struct opts *o)
+{
+    if (o->state_dir)
+        return xstrdup(o->state_dir);
+    if (geteuid() == 0)
+        return xstrdup("/var/lib/bottled");
+    const char *xdg = getenv("XDG_STATE_HOME");
+    if (xdg && xdg[0] == '/') /* the XDG spec: a relative value is ignored */
+        return xasprintf("%s/bottled", xdg);
+    const char *home = getenv("HOME");
+    if (home && home[0] == '/')
+        return xasprintf("%s/.local/state/bottled", home);
+    fprintf(stderr, "bottled: cannot work out the state directory: neither XDG_STATE_HOME nor "
+                    "HOME is set; use --state-dir\n");
+    return NULL;
+}
+
 void opts_print_help(const struct cmd *cmd, FILE *out)
 {
     fprintf(out, "Usage: bottled %s [OPTIONS]%s%s\n\n%s\n", cmd->name, cmd->args ? " " : "",
@@ -162,16 +275,22 @@ void opts_print_help(const struct cmd *cmd, FILE *out)
     for (int i = 0; i < cmd->n_flags; i++)
         ids[n++] = cmd->flags[i];
     ids[n++] = OPT_HELP;
+    char left[OPT__COUNT][64];
+    int width = 22; /* the option column grows to fit the longest entry */
     for (int i = 0; i < n; i++) {
         const struct opt_def *d = &defs[ids[i]];
-        char left[64];
         if (d->short_name)
-            snprintf(left, sizeof(left), "-%c, --%s%s%s", d->short_name, d->name, d->arg ? " " : "",
-                     d->arg ? d->arg : "");
+            snprintf(left[i], sizeof(left[i]), "-%c, --%s%s%s", d->short_name, d->name,
+                     d->arg ? " " : "", d->arg ? d->arg : "");
         else
-            snprintf(left, sizeof(left), "    --%s%s%s", d->name, d->arg ? " " : "",
+            snprintf(left[i], sizeof(left[i]), "    --%s%s%s", d->name, d->arg ? " " : "",
                      d->arg ? d->arg : "");
-        fprintf(out, "  %-22s %s", left, d->help);
+        if ((int)strlen(left[i]) > width)
+            width = (int)strlen(left[i]);
+    }
+    for (int i = 0; i < n; i++) {
+        const struct opt_def *d = &defs[ids[i]];
+        fprintf(out, "  %-*s %s", width, left[i], d->help);
         if (d->env)
             fprintf(out, " [env %s]", d->env);
         fprintf(out, "\n");

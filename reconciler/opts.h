@@ -19,7 +19,25 @@ enum opt_id {
     OPT_JSON,
     OPT_QUIET,
     OPT_VERBOSE,
+    OPT_STATE_DIR,
+    OPT_SECRETS,
+    OPT_SECRET_ENV,
+    OPT_PROXY_DNS,
+    OPT_PROXY_ADD_HOST,
+    OPT_PROXY_ALLOW_PRIVATE,
+    OPT_PROXY_UPSTREAM_CA,
     OPT__COUNT,
+};
+
+/*
+ * A repeatable flag's values, in the order given.  Its environment variable
+ * holds several values separated by white space; typed flags replace the
+ * environment's values, they do not add to them.
+ */
+struct opt_list {
+    const char **v;
+    size_t n;
+    int from_env; /* v came from the environment (so far) */
 };
 
 struct opts {
@@ -29,6 +47,15 @@ struct opts {
     int quiet;
     int verbose;
     int help;
+    const char *state_dir;               /* --state-dir; NULL: the default (opts_state_dir()) */
+    const char *secrets;                 /* --secrets; NULL: <state-dir>/secrets, may be absent */
+    struct opt_list secret_env;          /* --secret-env NAME@hosts */
+    const char *proxy_dns;               /* --proxy-dns IP */
+    struct opt_list proxy_add_host;      /* --proxy-add-host NAME:IP */
+    struct opt_list proxy_allow_private; /* --proxy-allow-private CIDR */
+    const char *proxy_upstream_ca;       /* --proxy-upstream-ca FILE */
+    char **owned; /* copies of environment values the fields above point into */
+    size_t n_owned;
 };
 
 /* Exit codes (architecture.md). */
@@ -57,6 +84,17 @@ struct cmd {
 int opts_parse(const struct cmd *cmd, int argc, char **argv, struct opts *o);
 
 void opts_print_help(const struct cmd *cmd, FILE *out);
+
+/* Frees what opts_parse() allocated (the lists, environment copies). */
+void opts_release(struct opts *o);
+
+/*
+ * The state directory: --state-dir / BOTTLED_STATE_DIR, else
+ * /var/lib/bottled for root, else $XDG_STATE_HOME/bottled, else
+ * $HOME/.local/state/bottled.  malloc'd; NULL (after a message on stderr)
+ * when none can be worked out.
+ */
+char *opts_state_dir(const struct opts *o);
 
 /* Prints "bottled: <cmd>: message" and a hint to stderr; returns EXIT_USAGE. */
 int usage_error(const struct cmd *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
