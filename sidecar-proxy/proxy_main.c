@@ -1,13 +1,15 @@
 /*
  * proxy_main.c - the bottle-proxy command line.
  *
- * For now only the configuration check: `bottle-proxy --check-config DIR`
- * loads a generation exactly as the running proxy will (pconf_load()) and
- * says whether it would be served.  The listeners arrive with the rest of
- * the sidecar; until then the help lists only what exists.
+ * Two modes:
+ *   - `bottle-proxy --config DIR` runs the sidecar (proxy.c): explicit
+ *     proxy on --listen, admin endpoint on --admin, config from DIR/current;
+ *   - `bottle-proxy --check-config DIR` loads a generation exactly as the
+ *     running proxy will (pconf_load()) and says whether it would be served.
  *
- * Exit status: 0 valid, 1 invalid (diagnostics on stderr, or in the JSON
- * document with --json), 2 usage.
+ * Exit status: --check-config 0 valid, 1 invalid (diagnostics on stderr, or
+ * in the JSON document with --json); --config 0 after a clean shutdown, 1
+ * when start-up failed; 2 usage.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,12 +23,23 @@
 #include "diag.h"
 #include "err.h"
 #include "pconf.h"
+#include "proxy.h"
 #include "xalloc.h"
 
+#define DEFAULT_LISTEN "0.0.0.0:9099"
+#define DEFAULT_ADMIN  "127.0.0.1:9098"
+
 static const char usage_text[] =
-    "usage: bottle-proxy --check-config DIR [--json]\n"
+    "usage: bottle-proxy --config DIR [--listen ADDR:PORT] [--admin ADDR:PORT] [--verbose]\n"
+    "       bottle-proxy --check-config DIR [--json]\n"
     "       bottle-proxy --help | --version\n"
     "\n"
+    "  --config DIR        run the proxy with the config generation DIR/current names;\n"
+    "                      SIGHUP or a new 'current' reloads it, SIGTERM stops\n"
+    "  --listen ADDR:PORT  the explicit proxy (CONNECT, absolute-form http://,\n"
+    "                      origin-form to a route's host); default " DEFAULT_LISTEN "\n"
+    "  --admin ADDR:PORT   /healthz, /config-hash, /metrics; default " DEFAULT_ADMIN "\n"
+    "  --verbose           log connection state changes on stderr\n"
     "  --check-config DIR  validate a config generation and exit: DIR is the config\n"
     "                      directory (the generation its 'current' file names is\n"
     "                      checked) or one generation directory gen-<id> itself\n"
@@ -34,7 +47,8 @@ static const char usage_text[] =
     "  --help              show this help\n"
     "  --version           print the version\n"
     "\n"
-    "Exit status: 0 valid, 1 invalid, 2 usage error.\n";
+    "Audit: one JSON line per request or tunnel on stdout.\n"
+    "Exit status: 0 valid / clean shutdown, 1 invalid / start-up failed, 2 usage error.\n";
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int usage_error(const char *fmt, ...)
@@ -146,12 +160,40 @@ static int check_config(const char *dir, int json)
     return status;
 }
 
+/* "--opt VALUE" or "--opt=VALUE"; 1 if a matched, -1 on a usage error (reported). */
+static int opt_value(int argc, char **argv, int *i, const char *name, const char **ret)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(a, name, n) != 0 || (a[n] != '\0' && a[n] != '='))
+        return 0;
+    if (*ret) {
+        usage_error("%s given twice", name);
+        return -1;
+    }
+    if (a[n] == '=') {
+        *ret = a + n + 1;
+    } else {
+        if (*i + 1 >= argc) {
+            usage_error("%s needs a value", name);
+            return -1;
+        }
+        *ret = argv[++*i];
+    }
+    if (!**ret) {
+        usage_error("%s needs a value", name);
+        return -1;
+    }
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
-    const char *check = NULL;
-    int json = 0;
+    const char *check = NULL, *config = NULL, *listen = NULL, *admin = NULL;
+    int json = 0, verbose = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        int m;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(usage_text, stdout);
             return 0;
@@ -160,25 +202,36 @@ int main(int argc, char **argv)
             return 0;
         } else if (!strcmp(a, "--json")) {
             json = 1;
-        } else if (!strcmp(a, "--check-config")) {
-            if (i + 1 >= argc)
-                return usage_error("%s needs a directory", a);
-            if (check)
-                return usage_error("%s given twice", a);
-            check = argv[++i];
-        } else if (!strncmp(a, "--check-config=", 15)) {
-            if (check)
-                return usage_error("%s given twice", "--check-config");
-            check = a + 15;
+        } else if (!strcmp(a, "--verbose")) {
+            verbose = 1;
+        } else if ((m = opt_value(argc, argv, &i, "--check-config", &check)) != 0 ||
+                   (m = opt_value(argc, argv, &i, "--config", &config)) != 0 ||
+                   (m = opt_value(argc, argv, &i, "--listen", &listen)) != 0 ||
+                   (m = opt_value(argc, argv, &i, "--admin", &admin)) != 0) {
+            if (m < 0)
+                return 2;
         } else if (a[0] == '-') {
             return usage_error("unknown option '%s'", a);
         } else {
             return usage_error("unexpected argument '%s'", a);
         }
     }
-    if (!check)
+    if (check && config)
+        return usage_error("%s", "--check-config and --config exclude each other");
+    if (check) {
+        if (listen || admin || verbose)
+            return usage_error("%s", "--listen, --admin and --verbose go with --config");
+        return check_config(check, json);
+    }
+    if (!config)
         return usage_error("%s", json ? "--json needs --check-config DIR" : "nothing to do");
-    if (!*check)
-        return usage_error("%s", "--check-config needs a directory");
-    return check_config(check, json);
+    if (json)
+        return usage_error("%s", "--json goes with --check-config");
+    struct proxy_opts o = {
+        .cfg_dir = config,
+        .listen = listen ? listen : DEFAULT_LISTEN,
+        .admin = admin ? admin : DEFAULT_ADMIN,
+        .verbose = verbose,
+    };
+    return proxy_run(&o);
 }

@@ -52,15 +52,19 @@ expect_not_in "$TMP/err" "any-VALUE-3c" "the warning does not show the value"
 run "$PROXY" --help
 expect_rc 0 "--help"
 expect_in "$TMP/out" "--check-config DIR" "help shows --check-config"
-expect_not_in "$TMP/out" "--config " "help does not offer the unbuilt listener"
+expect_in "$TMP/out" "--config DIR" "help shows --config"
 run "$PROXY" --version
 expect_rc 0 "--version"
 expect_in "$TMP/out" "bottle-proxy " "version line"
 run "$PROXY"
 expect_rc 2 "no arguments"
-run "$PROXY" --config "$CFG"
-expect_rc 2 "--config is not an option yet"
-expect_in "$TMP/err" "unknown option '--config'" "says it is unknown"
+run "$PROXY" --config "$CFG" --json
+expect_rc 2 "--json does not go with --config"
+run "$PROXY" --config "$CFG" --check-config "$CFG"
+expect_rc 2 "--config and --check-config exclude each other"
+run "$PROXY" --config "$CFG" --listen nowhere
+expect_rc 1 "a bad --listen address fails start-up"
+expect_in "$TMP/err" "bad listen address 'nowhere'" "says which address"
 run "$PROXY" --check-config
 expect_rc 2 "--check-config without a directory"
 run "$PROXY" --check-config "$TMP/nowhere"
