@@ -77,7 +77,7 @@ T_START=$(now)
 # build + unit tests (also what the chroot stage proves sufficient)
 PKGS_DEPS="build-essential cmake pkg-config libyaml-dev libsqlite3-dev libssl-dev
   libcurl4-openssl-dev libcjson-dev fswatch libpcre2-dev libidn2-dev libc-ares-dev libcmocka-dev
-  python3 python3-yaml python3-jsonschema git openssl ca-certificates curl"
+  zlib1g-dev python3 python3-yaml python3-jsonschema git openssl ca-certificates curl"
 # everything else: format check, fuzzing, examples, engine tests, images
 PKGS_FULL="clang clang-format libclang-rt-14-dev openssh-client iproute2 iptables
   debootstrap busybox-static"

@@ -12,8 +12,9 @@
  *     until its response is done.  A reload swaps the pointer; nothing is
  *     dropped;
  *   - deny by default: a request reaches an upstream only after the route
- *     lookup, the request match, the outbound token scan of target,
- *     headers and the whole (held) body, and the address policy of the
+ *     lookup, the request match, the outbound scan (token patterns and
+ *     known secrets, dlp.h) of target, headers and the whole (held,
+ *     decoded if gzip/deflate) body, and the address policy of the
  *     resolver all said yes.  Not one byte of a refused request is sent;
  *   - the agent's Authorization and Proxy-Authorization never leave; the
  *     route's secret is added only to the head sent upstream over TLS and
@@ -53,6 +54,26 @@
  * CLOSING half-closes and reads (and drops) what the client still sends
  * for a moment, so that a refused upload does not turn the answer into a
  * connection reset.
+ *
+ * Inbound DLP (routes whose inbound action is not off; textual content
+ * types; gzip/deflate decoded) changes RESPONSE_BODY into one of:
+ *
+ *   IN_HOLD    the body (up to RESP_HOLD_MAX) is held, decoded and scanned
+ *              before anything of the response is sent: on an injection
+ *              hit with action block the client gets a 403 instead; else
+ *              the head goes out with a Content-Length and the original
+ *              body, or the decoded body with known secrets redacted;
+ *   IN_STREAM  (text/event-stream, a body past the cap) the head goes out
+ *              re-framed as chunked and the decoded text is scanned and
+ *              redacted piece by piece (dlp_stream): SSE up to the last
+ *              complete event, other text holding back the longest encoded
+ *              secret.  A block hit ends the response: an "event: error"
+ *              for SSE, otherwise a close without the terminating chunk.
+ *
+ *   RESPONSE_HEAD --inbound--> IN_HOLD --past the cap--> IN_STREAM
+ *                         \--(SSE, big Content-Length)--> IN_STREAM
+ *   IN_HOLD   --hit, block--> 403 --> CLOSING
+ *   IN_STREAM --hit, block--> error event / truncation --> CLOSING
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -81,6 +102,7 @@
 #include "certmint.h"
 #include "detect.h"
 #include "diag.h"
+#include "dlp.h"
 #include "err.h"
 #include "host.h"
 #include "http.h"
@@ -90,6 +112,7 @@
 #include "proxy.h"
 #include "resolve.h"
 #include "route.h"
+#include "secretscan.h"
 #include "signer.h"
 #include "xalloc.h"
 
@@ -113,6 +136,8 @@
 #define ACCEPT_PAUSE_MS 100
 #define GRACE_MS        2000 /* a tunnel whose route a reload removed */
 #define LINGER_MAX      ((size_t)16 << 20)
+#define RESP_HOLD_MAX   ((size_t)1 << 20) /* response held whole for the inbound scan */
+#define INFLATE_RATIO   100u              /* decoded:encoded cap for compressed bodies */
 
 /* ---- logging ---------------------------------------------------------- */
 
@@ -147,6 +172,8 @@ struct snapshot {
     struct addr_policy *policy;
     struct resolver *resolver;
     SSL_CTX *up_ctx;
+    struct secret_set *secrets; /* known_secrets: every secret conf holds */
+    size_t secret_window;       /* the longest encoded secret (dlp.h) */
     struct loop_timer res_timer;
     struct res_sock socks[RES_SOCKS_MAX];
 };
@@ -228,6 +255,20 @@ struct conn {
     enum http_body resp_body;
     uint64_t resp_left;
     struct http_chunked rchunk;
+    int resp_started; /* bytes of the response went to the client */
+
+    /* inbound DLP of the response in progress (dlp.h) */
+    enum { IN_PASS, IN_HOLD, IN_STREAM } in_mode;
+    int in_scan_inj, in_redact, in_sse;
+    int in_chunked_out; /* IN_STREAM: re-chunked to the client (else until close) */
+    int in_abort;       /* the response was ended by the scan */
+    enum dlp_coding in_coding;
+    struct dlp_inflater *inf;
+    struct buf rhead; /* the response head; resp's slices point here */
+    struct buf rraw;  /* IN_HOLD: the body as the upstream framed it (maybe compressed) */
+    struct buf rtext; /* IN_HOLD: the decoded body, when compressed */
+    struct dlp_stream ds;
+    size_t n_redacted;
 
     /* the upstream connection's identity, for reuse */
     char *up_host;
@@ -434,6 +475,7 @@ static void snapshot_free(void *arg)
     addr_policy_free(s->policy);
     route_table_free(s->routes);
     SSL_CTX_free(s->up_ctx);
+    secret_set_free(s->secrets);
     pconf_unref(s->conf);
     free(s);
 }
@@ -533,6 +575,12 @@ static int snapshot_new(struct proxy *px, struct pconf *conf, struct snapshot **
     r = make_up_ctx(conf, &s->up_ctx, why);
     if (r < 0)
         goto out;
+    size_t shorts = 0;
+    s->secrets = dlp_secrets_build(conf, &s->secret_window, &shorts);
+    if (shorts)
+        log_msg("known_secrets: %zu secret(s) shorter than %d bytes cannot be recognised in "
+                "traffic",
+                shorts, SECRET_MIN_LEN);
     *ret = s;
     s = NULL;
 out:
@@ -541,6 +589,7 @@ out:
         resolver_free(s->resolver);
         addr_policy_free(s->policy);
         route_table_free(s->routes);
+        SSL_CTX_free(s->up_ctx);
         pconf_unref(s->conf);
         free(s);
     }
@@ -692,9 +741,32 @@ static void set_state(struct conn *c, enum conn_state st)
     c->state = st;
 }
 
+/* Forgets the inbound state of the response in progress. */
+static void inbound_reset(struct conn *c)
+{
+    c->in_mode = IN_PASS;
+    c->in_abort = 0;
+    c->resp_started = 0;
+    c->n_redacted = 0;
+    dlp_inflater_free(c->inf);
+    c->inf = NULL;
+    buf_reset(&c->rhead);
+    if (c->rraw.data)
+        OPENSSL_cleanse(c->rraw.data, c->rraw.len);
+    buf_reset(&c->rraw);
+    if (c->rtext.data)
+        OPENSSL_cleanse(c->rtext.data, c->rtext.len);
+    buf_reset(&c->rtext);
+    dlp_stream_release(&c->ds);
+}
+
 static void conn_free(void *arg)
 {
     struct conn *c = arg;
+    inbound_reset(c);
+    buf_release(&c->rhead);
+    buf_release(&c->rraw);
+    buf_release(&c->rtext);
     stream_release(&c->cl);
     stream_release(&c->up);
     buf_release(&c->head);
@@ -790,7 +862,17 @@ static void audit(struct conn *c, int tunnel, const char *decision)
         char *m = c->head.len ? slice_dup(c->req.method) : NULL;
         json_str_or_null(o, "method", m);
         free(m);
-        json_str_or_null(o, "path", c->path.len ? buf_cstr(&c->path) : NULL);
+        if (c->path.len && snap &&
+            secret_set_scan(snap->secrets, c->path.data, c->path.len, NULL, 0)) {
+            /* A known secret in the path (refused): log it redacted. */
+            struct buf red;
+            buf_init(&red, c->path.len * 4 + 256);
+            secret_set_redact(snap->secrets, c->path.data, c->path.len, &red, NULL);
+            json_str_or_null(o, "path", buf_cstr(&red));
+            buf_release(&red);
+        } else {
+            json_str_or_null(o, "path", c->path.len ? buf_cstr(&c->path) : NULL);
+        }
         json_str_or_null(o, "route", c->route ? c->route->host : NULL);
         cJSON_AddStringToObject(o, "decision", decision);
         cJSON_AddStringToObject(o, "reason", c->reason);
@@ -828,6 +910,7 @@ static void request_end(struct conn *c, const char *decision)
         }
     }
     c->in_request = 0;
+    inbound_reset(c);
     snapshot_unref(c->snap);
     c->snap = NULL;
     buf_reset(&c->head);
@@ -892,7 +975,7 @@ static void reply_error(struct conn *c, int status, const char *decision, const 
     vsnprintf(c->reason, sizeof(c->reason), fmt, ap);
     va_end(ap);
     c->status = status;
-    if (c->state == CS_RESPONSE_BODY) {
+    if (c->resp_started) {
         /* The client already has part of a response: only closing is honest. */
         conn_close(c);
         return;
@@ -988,32 +1071,107 @@ static void admin_handle(struct conn *c)
 
 /* ---- requests --------------------------------------------------------- */
 
-/* 1 if requests on r are scanned by the outbound token detectors. */
+/* 1 if requests on r are scanned by the outbound detectors (bodies held). */
 static int dlp_scans(const struct pconf_route *r)
 {
-    return (r->dlp_out & PCONF_DLP_TOKEN_PATTERNS) && r->dlp_out_action != PCONF_ACTION_OFF;
+    return (r->dlp_out & (PCONF_DLP_TOKEN_PATTERNS | PCONF_DLP_KNOWN_SECRETS)) &&
+           r->dlp_out_action != PCONF_ACTION_OFF;
 }
 
-/* Scans bytes with the credential detectors; 1 if the request must be refused. */
+static void add_detector(struct conn *c, const char *id)
+{
+    for (size_t i = 0; i < c->n_det; i++)
+        if (!strcmp(c->detectors[i], id))
+            return;
+    if (c->n_det < MAX_DETECTORS)
+        c->detectors[c->n_det++] = id;
+}
+
+/*
+ * Scans bytes with the outbound detectors (known secrets in any of their
+ * encodings, token patterns); 1 if the request must be refused (answered).
+ */
 static int dlp_scan(struct conn *c, const char *p, size_t n, const char *where)
 {
     const struct pconf_route *r = c->route;
     if (!dlp_scans(r))
         return 0;
-    struct detect_match m;
-    if (!detect_scan(p, n, &m))
+    const char *secret = NULL, *token = NULL;
+    if (r->dlp_out & PCONF_DLP_KNOWN_SECRETS) {
+        struct secret_match sm;
+        if (secret_set_scan(c->snap->secrets, p, n, &sm, 1)) {
+            secret = sm.name;
+            add_detector(c, "known_secrets");
+        }
+    }
+    if (r->dlp_out & PCONF_DLP_TOKEN_PATTERNS) {
+        struct detect_match m;
+        if (detect_scan(p, n, &m)) {
+            token = m.detector;
+            add_detector(c, m.detector);
+        }
+    }
+    if ((!secret && !token) || r->dlp_out_action != PCONF_ACTION_BLOCK)
         return 0;
-    int known = 0;
-    for (size_t i = 0; i < c->n_det; i++)
-        if (!strcmp(c->detectors[i], m.detector))
-            known = 1;
-    if (!known && c->n_det < MAX_DETECTORS)
-        c->detectors[c->n_det++] = m.detector;
-    if (r->dlp_out_action != PCONF_ACTION_BLOCK)
-        return 0;
-    reply_error(c, 403, "deny", "outbound credential detected in the %s (detector %s)", where,
-                m.detector);
+    if (secret)
+        reply_error(c, 403, "deny",
+                    "outbound credential detected in the %s (detector known_secrets, secret %s)",
+                    where, secret);
+    else
+        reply_error(c, 403, "deny", "outbound credential detected in the %s (detector %s)", where,
+                    token);
     return 1;
+}
+
+/*
+ * The held body as the scan must read it: decoded when the request says
+ * Content-Encoding gzip or deflate (within BODY_MAX and INFLATE_RATIO).
+ * 1 if the request was refused; otherwise *ret points to the bytes to scan
+ * (the body itself or dec).
+ */
+static int request_body_decoded(struct conn *c, struct buf *dec, const char **ret, size_t *ret_n)
+{
+    const struct http_header *ce =
+        http_find_header(c->req.headers, c->req.n_headers, "content-encoding");
+    *ret = c->body.data ? c->body.data : "";
+    *ret_n = c->body.len;
+    if (!ce)
+        return 0;
+    enum dlp_coding cod = dlp_coding_of(ce->value);
+    if (cod == DLP_CODING_IDENTITY)
+        return 0;
+    if (c->route->dlp_out_action != PCONF_ACTION_BLOCK) {
+        /* Audit only: decode what can be decoded, refuse nothing. */
+        if (cod == DLP_CODING_OTHER ||
+            dlp_inflate_all(cod, *ret, *ret_n, BODY_MAX, INFLATE_RATIO, dec) < 0)
+            return 0;
+        *ret = dec->data ? dec->data : "";
+        *ret_n = dec->len;
+        return 0;
+    }
+    if (cod == DLP_CODING_OTHER) {
+        reply_error(c, 415, "deny",
+                    "request Content-Encoding the scan cannot decode (only gzip and deflate)");
+        return 1;
+    }
+    int r = dlp_inflate_all(cod, *ret, *ret_n, BODY_MAX, INFLATE_RATIO, dec);
+    if (r == DLP_E_SIZE) {
+        reply_error(c, 413, "deny", "decompressed request body over the %zu-byte scan limit",
+                    BODY_MAX);
+        return 1;
+    }
+    if (r == DLP_E_RATIO) {
+        reply_error(c, 413, "deny", "compressed request body over the %u:1 decompression ratio",
+                    INFLATE_RATIO);
+        return 1;
+    }
+    if (r < 0) {
+        reply_error(c, 400, "deny", "compressed request body cannot be decoded");
+        return 1;
+    }
+    *ret = dec->data ? dec->data : "";
+    *ret_n = dec->len;
+    return 0;
 }
 
 static int is_auth_header(struct slice name)
@@ -1120,7 +1278,8 @@ static int check_request_head(struct conn *c, struct slice target)
     if (dlp_scan(c, target.ptr, target.len, "request target"))
         goto out;
     for (size_t i = 0; i < n; i++)
-        if (dlp_scan(c, values[i].ptr, values[i].len, "request headers"))
+        if (dlp_scan(c, values[i].ptr, values[i].len, "request headers") ||
+            dlp_scan(c, names[i].ptr, names[i].len, "request headers"))
             goto out;
     ret = 0;
 out:
@@ -1280,7 +1439,15 @@ static int step_body(struct conn *c)
         done = r == 1;
     }
     if (done) {
-        if (dlp_scan(c, c->body.data ? c->body.data : "", c->body.len, "request body"))
+        struct buf dec;
+        const char *p;
+        size_t pn;
+        buf_init(&dec, BODY_MAX);
+        int refused = request_body_decoded(c, &dec, &p, &pn) || dlp_scan(c, p, pn, "request body");
+        if (dec.data)
+            OPENSSL_cleanse(dec.data, dec.len);
+        buf_release(&dec);
+        if (refused)
             return 1;
         request_go_upstream(c);
     }
@@ -1293,11 +1460,11 @@ static int queue_request(struct conn *c)
     const struct http_request *req = &c->req;
     static const struct slice drop[] = {
         SLICE_LIT("host"),   SLICE_LIT("authorization"),  SLICE_LIT("proxy-authorization"),
-        SLICE_LIT("expect"), SLICE_LIT("content-length"),
+        SLICE_LIT("expect"), SLICE_LIT("content-length"), SLICE_LIT("accept-encoding"),
     };
-    struct http_header add[4];
+    struct http_header add[6];
     size_t n_add = 0;
-    char *hostval = NULL, *auth = NULL, *clen = NULL, *target = NULL;
+    char *hostval = NULL, *auth = NULL, *clen = NULL, *target = NULL, *ae = NULL;
     int r;
     int default_port = c->tls ? 443 : 80;
     hostval = c->port == default_port ? xstrdup(c->host) : xasprintf("%s:%u", c->host, c->port);
@@ -1312,6 +1479,13 @@ static int queue_request(struct conn *c)
     if (c->tls && c->route->auth_scheme && c->route->secret) {
         auth = xasprintf("%s %s", c->route->auth_scheme, c->route->secret->value);
         add[n_add++] = (struct http_header){SLICE_LIT("Authorization"), slice_from_cstr(auth)};
+    }
+    /* Only codings the inbound scan can decode. */
+    const struct http_header *aeh =
+        http_find_header(req->headers, req->n_headers, "accept-encoding");
+    if (aeh) {
+        ae = dlp_accept_encoding(aeh->value);
+        add[n_add++] = (struct http_header){SLICE_LIT("Accept-Encoding"), slice_from_cstr(ae)};
     }
     if (c->query.ptr)
         target = xasprintf("%s?%.*s", buf_cstr(&c->path), (int)c->query.len, c->query.ptr);
@@ -1334,6 +1508,7 @@ static int queue_request(struct conn *c)
     free(hostval);
     free(clen);
     free(target);
+    free(ae);
     return r;
 }
 
@@ -1555,6 +1730,362 @@ static int idempotent(const struct conn *c)
     return 0;
 }
 
+/* ---- inbound DLP ------------------------------------------------------ */
+
+#define IN_ABORTED (-3000) /* the response was ended or refused by the scan */
+
+/*
+ * 1 if the response whose head is in c->resp goes through the inbound
+ * scan (and c->in_* say how); 0 to relay it untouched.  *refuse is set
+ * when a blocking route gets a response it cannot decode.
+ */
+static int inbound_wanted(struct conn *c, const char **refuse)
+{
+    const struct pconf_route *r = c->route;
+    const struct http_response *resp = &c->resp;
+    *refuse = NULL;
+    if (!r || r->dlp_in_action == PCONF_ACTION_OFF || c->resp_body == HTTP_BODY_NONE ||
+        (c->resp_body == HTTP_BODY_LENGTH && c->resp_left == 0))
+        return 0;
+    int scan_inj = (r->dlp_in & PCONF_DLP_NAIVE_INJECTION) != 0;
+    int redact = secret_set_count(c->snap->secrets) > 0;
+    if (!scan_inj && !redact)
+        return 0;
+    const struct http_header *ct = http_find_header(resp->headers, resp->n_headers, "content-type");
+    int sse = 0;
+    if (!dlp_textual(ct ? ct->value : SLICE_LIT(""), &sse))
+        return 0;
+    enum dlp_coding cod = DLP_CODING_IDENTITY;
+    size_t n_ce = 0;
+    for (size_t i = 0; i < resp->n_headers; i++) {
+        struct slice nm = resp->headers[i].name;
+        if (nm.len == 16 && !strncasecmp(nm.ptr, "content-encoding", 16)) {
+            cod = n_ce++ ? DLP_CODING_OTHER : dlp_coding_of(resp->headers[i].value);
+        }
+    }
+    if (cod == DLP_CODING_OTHER) {
+        if (r->dlp_in_action == PCONF_ACTION_BLOCK)
+            *refuse = "upstream response in a Content-Encoding the inbound scan cannot decode";
+        return 0;
+    }
+    c->in_scan_inj = scan_inj;
+    c->in_redact = redact;
+    c->in_sse = sse;
+    c->in_coding = cod;
+    return 1;
+}
+
+/*
+ * Appends the response head to the client's output without its framing
+ * headers (and without Content-Encoding when drop_ce: the body goes out
+ * decoded), then extra (complete header lines) and the blank line.
+ */
+static void emit_head(struct conn *c, int drop_ce, const char *extra)
+{
+    struct buf *o = &c->cl.out;
+    const struct http_response *resp = &c->resp;
+    size_t before = o->len;
+    buf_appendf(o, "HTTP/1.1 %d %.*s\r\n", resp->status, (int)resp->reason.len,
+                resp->reason.ptr ? resp->reason.ptr : "");
+    for (size_t i = 0; i < resp->n_headers; i++) {
+        struct slice nm = resp->headers[i].name, v = resp->headers[i].value;
+        if ((nm.len == 14 && !strncasecmp(nm.ptr, "content-length", 14)) ||
+            (nm.len == 17 && !strncasecmp(nm.ptr, "transfer-encoding", 17)) ||
+            (drop_ce && nm.len == 16 && !strncasecmp(nm.ptr, "content-encoding", 16)))
+            continue;
+        buf_append(o, nm.ptr, nm.len);
+        buf_puts(o, ": ");
+        buf_append(o, v.ptr ? v.ptr : "", v.len);
+        buf_puts(o, "\r\n");
+    }
+    buf_puts(o, extra);
+    buf_puts(o, "\r\n");
+    c->bytes_out += o->len - before;
+    c->resp_started = 1;
+}
+
+/* One piece of a streamed response: a chunk, or raw bytes until close. */
+static int emit_piece(struct conn *c, const char *p, size_t n)
+{
+    struct buf *o = &c->cl.out;
+    size_t before = o->len;
+    int r = 0;
+    if (n == 0)
+        return 0;
+    if (c->in_chunked_out)
+        r = buf_appendf(o, "%zx\r\n", n);
+    if (r == 0)
+        r = buf_append(o, p, n);
+    if (r == 0 && c->in_chunked_out)
+        r = buf_puts(o, "\r\n");
+    if (r < 0) {
+        o->len = before;
+        if (o->data)
+            o->data[before] = '\0';
+        return r;
+    }
+    c->bytes_out += o->len - before;
+    return 0;
+}
+
+static void note_audit_only(struct conn *c, const char *det)
+{
+    size_t l = strlen(c->reason);
+    if (l < sizeof(c->reason) - 1)
+        snprintf(c->reason + l, sizeof(c->reason) - l,
+                 "%sresponse: prompt injection detected (detector %s), audit only", l ? "; " : "",
+                 det);
+}
+
+/* Ends a streamed response the scan stopped: SSE error event, else truncation. */
+static void inbound_block_stream(struct conn *c, const char *det)
+{
+    snprintf(c->reason, sizeof(c->reason),
+             "response ended: prompt injection detected (detector %s)", det);
+    if (c->in_sse) {
+        char ev[256];
+        int n = snprintf(ev, sizeof(ev),
+                         "event: error\ndata: response blocked by bottle-proxy: prompt injection "
+                         "detected (detector %s)\n\n",
+                         det);
+        emit_piece(c, ev, (size_t)n);
+        if (c->in_chunked_out && buf_puts(&c->cl.out, "0\r\n\r\n") == 0)
+            c->bytes_out += 5;
+    }
+    /* Otherwise no terminating chunk: the client sees a truncated body. */
+    stream_close(c->px->loop, &c->up);
+    free(c->up_host);
+    c->up_host = NULL;
+    c->up_busy = 0;
+    request_end(c, "deny");
+    if (c->tunnel_host && !c->tunnel_end)
+        c->tunnel_end = "closed after a blocked response";
+    set_state(c, CS_CLOSING);
+}
+
+/* The stream scanner's next piece out.  0, or IN_ABORTED (the response is over). */
+static int inbound_pump(struct conn *c, int final)
+{
+    struct buf piece;
+    const char *hit = NULL;
+    buf_init(&piece, (size_t)32 << 20);
+    size_t before = c->n_redacted;
+    int r = dlp_stream_take(&c->ds, final, &piece, &hit, &c->n_redacted);
+    if (c->n_redacted > before)
+        add_detector(c, "known_secrets");
+    if (r == 0 && hit) {
+        add_detector(c, hit);
+        if (c->route->dlp_in_action == PCONF_ACTION_BLOCK) {
+            buf_release(&piece);
+            inbound_block_stream(c, hit);
+            return IN_ABORTED;
+        }
+        note_audit_only(c, hit);
+    }
+    if (r == 0)
+        r = emit_piece(c, piece.data, piece.len);
+    buf_release(&piece);
+    if (r < 0) {
+        snprintf(c->reason, sizeof(c->reason), "response too large to relay after the scan");
+        conn_close(c);
+        return IN_ABORTED;
+    }
+    return 0;
+}
+
+/* Head out (re-framed), scanner ready: the response is relayed as it is scanned. */
+static void inbound_start_stream(struct conn *c)
+{
+    int decoded = c->in_coding != DLP_CODING_IDENTITY;
+    if (c->req.version_minor >= 1) {
+        c->in_chunked_out = 1;
+        emit_head(c, decoded, "Transfer-Encoding: chunked\r\n");
+    } else {
+        c->in_chunked_out = 0;
+        c->req_keep = 0;
+        emit_head(c, decoded, "Connection: close\r\n");
+    }
+    dlp_stream_init(&c->ds, c->in_redact ? c->snap->secrets : NULL, c->snap->secret_window,
+                    c->in_scan_inj, c->in_sse);
+    if (decoded && !c->inf)
+        c->inf = dlp_inflater_new(c->in_coding, INFLATE_RATIO);
+    c->in_mode = IN_STREAM;
+}
+
+static int inbound_decode_failed(struct conn *c, int r)
+{
+    const char *why = r == DLP_E_RATIO ? "over the decompression ratio cap" : "cannot be decoded";
+    if (!c->resp_started) {
+        reply_error(c, 502, "deny", "upstream response body %s for the inbound scan", why);
+    } else {
+        snprintf(c->reason, sizeof(c->reason), "upstream response body %s for the inbound scan",
+                 why);
+        conn_close(c);
+    }
+    return IN_ABORTED;
+}
+
+static int inbound_hold_to_stream(struct conn *c)
+{
+    struct buf *t = c->in_coding != DLP_CODING_IDENTITY ? &c->rtext : &c->rraw;
+    inbound_start_stream(c);
+    int r = dlp_stream_push(&c->ds, t->data ? t->data : "", t->len);
+    OPENSSL_cleanse(c->rraw.data ? c->rraw.data : "", c->rraw.len);
+    buf_reset(&c->rraw);
+    OPENSSL_cleanse(c->rtext.data ? c->rtext.data : "", c->rtext.len);
+    buf_reset(&c->rtext);
+    if (r < 0)
+        return inbound_decode_failed(c, DLP_E_SIZE);
+    return inbound_pump(c, 0);
+}
+
+/* Body bytes of the response (transfer framing removed).  0 or IN_ABORTED. */
+static int inbound_data(struct conn *c, const char *p, size_t n)
+{
+    int r;
+    if (c->in_mode == IN_HOLD) {
+        if (c->rraw.len + n <= RESP_HOLD_MAX) {
+            buf_append(&c->rraw, p, n);
+            if (!c->inf)
+                return 0;
+            r = dlp_inflater_feed(c->inf, p, n, &c->rtext);
+            if (r < 0)
+                return inbound_decode_failed(c, r);
+            if (c->rtext.len <= RESP_HOLD_MAX)
+                return 0;
+            return inbound_hold_to_stream(c); /* decoded text over the cap */
+        }
+        r = inbound_hold_to_stream(c);
+        if (r < 0)
+            return r;
+    }
+    if (c->inf) {
+        struct buf dec;
+        buf_init(&dec, (size_t)32 << 20);
+        r = dlp_inflater_feed(c->inf, p, n, &dec);
+        if (r == 0)
+            r = dlp_stream_push(&c->ds, dec.data ? dec.data : "", dec.len) < 0 ? DLP_E_SIZE : 0;
+        buf_release(&dec);
+        if (r < 0)
+            return inbound_decode_failed(c, r);
+    } else if (dlp_stream_push(&c->ds, p, n) < 0) {
+        return inbound_decode_failed(c, DLP_E_SIZE);
+    }
+    return inbound_pump(c, 0);
+}
+
+static int on_resp_data(void *arg, const char *p, size_t n)
+{
+    return inbound_data(arg, p, n);
+}
+
+/* The whole body arrived. */
+static void inbound_finish(struct conn *c)
+{
+    if (c->in_mode == IN_STREAM) {
+        if (inbound_pump(c, 1) < 0)
+            return;
+        if (c->in_chunked_out && buf_puts(&c->cl.out, "0\r\n\r\n") == 0)
+            c->bytes_out += 5;
+        response_done(c);
+        return;
+    }
+    const struct secret_set *secrets = c->snap->secrets;
+    struct buf *t = c->inf ? &c->rtext : &c->rraw;
+    const char *txt = t->data ? t->data : "";
+    if (c->in_scan_inj) {
+        const char *hit = dlp_injection(txt, t->len);
+        if (hit) {
+            add_detector(c, hit);
+            if (c->route->dlp_in_action == PCONF_ACTION_BLOCK) {
+                reply_error(c, 403, "deny",
+                            "response blocked: prompt injection detected (detector %s)", hit);
+                return;
+            }
+            note_audit_only(c, hit);
+        }
+    }
+    struct buf red;
+    size_t cnt = 0;
+    char extra[64];
+    buf_init(&red, (size_t)4 << 20);
+    if (c->in_redact && secret_set_scan(secrets, txt, t->len, NULL, 0) &&
+        secret_set_redact(secrets, txt, t->len, &red, &cnt) < 0) {
+        buf_release(&red);
+        reply_error(c, 502, "deny", "response too large to relay after redaction");
+        return;
+    }
+    size_t before;
+    if (cnt) {
+        add_detector(c, "known_secrets");
+        snprintf(extra, sizeof(extra), "Content-Length: %zu\r\n", red.len);
+        emit_head(c, 1, extra);
+        before = c->cl.out.len;
+        buf_append(&c->cl.out, red.data, red.len);
+    } else {
+        snprintf(extra, sizeof(extra), "Content-Length: %zu\r\n", c->rraw.len);
+        emit_head(c, 0, extra);
+        before = c->cl.out.len;
+        buf_append(&c->cl.out, c->rraw.data ? c->rraw.data : "", c->rraw.len);
+    }
+    c->bytes_out += c->cl.out.len - before;
+    buf_release(&red);
+    response_done(c);
+}
+
+/* RESPONSE_BODY with the inbound scan. */
+static int step_response_body_inbound(struct conn *c)
+{
+    struct buf *in = &c->up.in;
+    int progress = 0;
+    if (in->len > 0 && out_pending(&c->cl) < RELAY_HIGH) {
+        size_t n = in->len;
+        int done = 0, r;
+        if (c->inf && n > 4096)
+            n = 4096; /* bounds what one step decodes */
+        if (c->resp_body == HTTP_BODY_LENGTH) {
+            if (n > c->resp_left)
+                n = (size_t)c->resp_left;
+            c->resp_left -= n;
+            done = c->resp_left == 0;
+            r = inbound_data(c, in->data, n);
+        } else if (c->resp_body == HTTP_BODY_CHUNKED) {
+            size_t used = 0;
+            r = http_chunked_feed(&c->rchunk, in->data, n, &used, on_resp_data, c);
+            if (c->dead || c->state != CS_RESPONSE_BODY)
+                return 1;
+            if (r < 0) {
+                snprintf(c->reason, sizeof(c->reason), "bad chunked upstream body: %s",
+                         http_strerror(r));
+                conn_close(c);
+                return 1;
+            }
+            n = used;
+            done = r == 1;
+        } else {
+            r = inbound_data(c, in->data, n);
+        }
+        if (c->dead || c->state != CS_RESPONSE_BODY)
+            return 1;
+        consume(in, n);
+        progress = 1;
+        if (done) {
+            inbound_finish(c);
+            return 1;
+        }
+    }
+    if (in->len == 0 && (c->up.eof || c->up.err)) {
+        if (c->resp_body == HTTP_BODY_CLOSE && !c->up.err) {
+            inbound_finish(c);
+        } else {
+            snprintf(c->reason, sizeof(c->reason), "upstream closed mid-response");
+            conn_close(c);
+        }
+        return 1;
+    }
+    return progress;
+}
+
 static int step_response_head(struct conn *c)
 {
     struct buf *in = &c->up.in;
@@ -1596,8 +2127,30 @@ static int step_response_head(struct conn *c)
         c->resp_body = http_response_body(&c->resp, c->req.method);
         c->resp_left = c->resp.content_length;
         http_chunked_init(&c->rchunk, &c->px->lim);
+        const char *refuse = NULL;
+        if (inbound_wanted(c, &refuse)) {
+            /* Held or streamed through the scan: keep the head, parsed anew. */
+            buf_reset(&c->rhead);
+            buf_append(&c->rhead, in->data, (size_t)r);
+            consume(in, (size_t)r);
+            http_parse_response(c->rhead.data, c->rhead.len, &c->px->lim, &c->resp);
+            set_state(c, CS_RESPONSE_BODY);
+            if (c->in_sse || (c->resp_body == HTTP_BODY_LENGTH && c->resp_left > RESP_HOLD_MAX)) {
+                inbound_start_stream(c);
+            } else {
+                c->in_mode = IN_HOLD;
+                if (c->in_coding != DLP_CODING_IDENTITY)
+                    c->inf = dlp_inflater_new(c->in_coding, INFLATE_RATIO);
+            }
+            return 1;
+        }
+        if (refuse) {
+            reply_error(c, 502, "deny", "%s", refuse);
+            return 1;
+        }
         buf_append(&c->cl.out, in->data, (size_t)r);
         c->bytes_out += (size_t)r;
+        c->resp_started = 1;
         consume(in, (size_t)r);
         set_state(c, CS_RESPONSE_BODY);
         if (c->resp_body == HTTP_BODY_NONE ||
@@ -1611,6 +2164,8 @@ static int step_response_body(struct conn *c)
 {
     struct buf *in = &c->up.in;
     int progress = 0;
+    if (c->in_mode != IN_PASS)
+        return step_response_body_inbound(c);
     if (in->len > 0 && out_pending(&c->cl) < RELAY_HIGH) {
         size_t n = in->len;
         int done = 0;
@@ -2075,6 +2630,9 @@ static void on_accept(struct loop_io *io, uint32_t events)
         buf_init(&c->head, (size_t)64 << 10);
         buf_init(&c->body, BODY_MAX);
         buf_init(&c->path, 1);
+        buf_init(&c->rhead, UIN_LIMIT);
+        buf_init(&c->rraw, RESP_HOLD_MAX);
+        buf_init(&c->rtext, RESP_HOLD_MAX + READ_CHUNK * INFLATE_RATIO + ((size_t)2 << 20));
         loop_timer_init(&c->timer, on_conn_timer, c);
         loop_timer_init(&c->kick, on_kick, c);
         c->next = px->conns;

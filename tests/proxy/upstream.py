@@ -19,6 +19,7 @@ MODE (default echo):
   size:N      200, N bytes of 'x' with Content-Length
   chunked:N   200, N bytes of 'x', chunked in 4 KiB chunks
   text:FILE   200 text/html with FILE's content (read per request)
+  gzip:FILE   the same, gzip-compressed, with Content-Encoding: gzip
   sse:FILE    200 text/event-stream (chunked), one "data:" event per line of
               FILE, 50 ms apart
   raw         never answers, only records
@@ -31,6 +32,7 @@ SIGTERM and SIGINT exit with status 0.
 
 import argparse
 import hashlib
+import gzip
 import json
 import os
 import signal
@@ -214,11 +216,12 @@ class Server:
         self.args = args
         self.log = ByteLog(args.log)
         self.mode, _, self.arg = args.mode.partition(":")
-        if self.mode not in ("echo", "status", "size", "chunked", "text", "sse", "raw"):
+        if self.mode not in ("echo", "status", "size", "chunked", "text", "gzip", "sse",
+                             "raw"):
             sys.exit("upstream.py: unknown mode %r" % args.mode)
         if self.mode in ("status", "size", "chunked"):
             self.num = int(self.arg)
-        if self.mode in ("text", "sse") and not self.arg:
+        if self.mode in ("text", "gzip", "sse") and not self.arg:
             sys.exit("upstream.py: mode %s needs a file" % self.mode)
         self.ctx = None
         if args.tls:
@@ -330,6 +333,12 @@ class Server:
                 body = f.read()
             fields += [("Content-Type", "text/html; charset=utf-8"),
                        ("Content-Length", len(body))]
+            sock.sendall(head_bytes(200, fields) + (b"" if head_only else body))
+        elif m == "gzip":
+            with open(self.arg, "rb") as f:
+                body = gzip.compress(f.read(), mtime=0)
+            fields += [("Content-Type", "text/html; charset=utf-8"),
+                       ("Content-Encoding", "gzip"), ("Content-Length", len(body))]
             sock.sendall(head_bytes(200, fields) + (b"" if head_only else body))
         elif m == "sse":
             with open(self.arg, "rb") as f:
