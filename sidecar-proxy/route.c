@@ -371,6 +371,7 @@ static const char *const doh_types[] = {"application/dns-message", "application/
 static const char *const push_types[] = {"application/x-git-receive-pack-request",
                                          "application/x-git-receive-pack-result",
                                          "application/x-git-receive-pack-advertisement", NULL};
+static const char *const fetch_request_types[] = {"application/x-git-upload-pack-request", NULL};
 
 /* Checks the request's media types (Content-Type, Accept) against types. */
 static int request_has_media(const struct slice *names, const struct slice *values, size_t n,
@@ -563,7 +564,8 @@ int route_match_request(const struct route_table *t, const struct pconf_route *r
         ((strcmp(method, "GET") == 0 && repo_endpoint(norm_path, "/info/refs") && query.ptr &&
           query.len == strlen("service=git-upload-pack") &&
           memcmp(query.ptr, "service=git-upload-pack", query.len) == 0) ||
-         (strcmp(method, "POST") == 0 && repo_endpoint(norm_path, "/git-upload-pack")))) {
+         (strcmp(method, "POST") == 0 && repo_endpoint(norm_path, "/git-upload-pack") &&
+          content_type && media_in(slice_from_cstr(content_type), fetch_request_types)))) {
         *reason = "git fetch";
         return 1;
     }

@@ -26,8 +26,10 @@
  *     '/' and ";parameters" of the last segment are ignored, as servlet
  *     containers ignore them;
  *   - route.git_fetch allows exactly "GET <repo>/info/refs" with the query
- *     "service=git-upload-pack" and "POST <repo>/git-upload-pack", <repo>
- *     being at least one segment;
+ *     "service=git-upload-pack" and "POST <repo>/git-upload-pack" with the
+ *     Content-Type application/x-git-upload-pack-request, <repo> being at
+ *     least one segment (so the fetch endpoint is no way around the route's
+ *     matches for other bodies);
  *   - a route without matches allows everything else;
  *   - otherwise at least one matches entry must match: its methods list
  *     (if any) holds the method; each of its header rules (if any) matches
