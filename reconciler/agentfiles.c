@@ -251,8 +251,11 @@ bad:
 
 static void octal(char *field, size_t width, unsigned long long v)
 {
-    /* width - 1 digits and a NUL */
-    snprintf(field, width, "%0*llo", (int)(width - 1), v);
+    /* width - 1 zero-padded octal digits and a NUL; callers check that v
+     * fits (sizes are capped far below 8^11) */
+    field[width - 1] = '\0';
+    for (size_t i = width - 1; i-- > 0; v >>= 3)
+        field[i] = (char)('0' + (v & 7));
 }
 
 /* Splits path into ustar's name (<= 100) and prefix (<= 155); -1 if it cannot. */
