@@ -7,7 +7,7 @@
 # upstream receives it intact.
 . "$(dirname "$0")/live.sh"
 
-live_setup 17
+live_setup 25
 live_start
 U=https://upstream.test:8443
 CORPUS="$SRC/tests/data/detect/tokens.tsv"
