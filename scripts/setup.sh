@@ -8,6 +8,7 @@
 #
 #   --deps-only              packages for the build and the unit tests only
 #                            (no engines, no images); used inside the CI chroot
+#   --bench                  also the benchmark peers (mitmproxy, nginx-light)
 #   --engine=E               engine(s) to set up (default: both)
 #   --sandbox-engine-config  write the engine configuration that this sandbox
 #                            needs (runc, cgroupfs, ulimits; see
@@ -29,12 +30,14 @@ LOG_TAG=setup
 trap step_exit_report EXIT
 
 DEPS_ONLY=0
+BENCH=0
 ENGINE=both
 APPLY_CONFIG=0
 [ "${CI:-}" = true ] && APPLY_CONFIG=1
 for arg in "$@"; do
     case "$arg" in
     --deps-only) DEPS_ONLY=1 ;;
+    --bench) BENCH=1 ;;
     --engine=*) ENGINE=${arg#--engine=} ;;
     --sandbox-engine-config) APPLY_CONFIG=1 ;;
     -h | --help)
@@ -81,6 +84,9 @@ PKGS_DEPS="build-essential cmake pkg-config libyaml-dev libsqlite3-dev libssl-de
 # everything else: format check, fuzzing, examples, engine tests, images
 PKGS_FULL="clang clang-format libclang-rt-14-dev openssh-client iproute2 iptables
   debootstrap busybox-static"
+# only with --bench: the peers bench/compare-proxies.sh measures against
+# (installing nginx starts it on port 80 where an init system runs services)
+PKGS_BENCH="mitmproxy nginx-light"
 PKGS_PODMAN="podman runc conmon netavark aardvark-dns buildah uidmap"
 PKGS_DOCKER="docker.io"
 
@@ -97,6 +103,7 @@ install_packages() {
     {
         want="$PKGS_DEPS"
         [ "$DEPS_ONLY" = 1 ] || want="$want $PKGS_FULL"
+        [ "$BENCH" = 1 ] && want="$want $PKGS_BENCH"
         want_podman && want="$want $PKGS_PODMAN"
         want_docker && want="$want $PKGS_DOCKER"
         missing=$(missing_of $want)
