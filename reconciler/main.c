@@ -21,6 +21,26 @@ static const enum opt_id render_flags[] = {OPT_DIR,
                                            OPT_PROXY_ALLOW_PRIVATE,
                                            OPT_PROXY_UPSTREAM_CA,
                                            OPT_JSON};
+static const enum opt_id plan_flags[] = {OPT_DIR,
+                                         OPT_STATE_DIR,
+                                         OPT_ENGINE,
+                                         OPT_NAME_PREFIX,
+                                         OPT_INSTANCE,
+                                         OPT_SUBNET_POOL,
+                                         OPT_PROXY_IMAGE,
+                                         OPT_SECRETS,
+                                         OPT_SECRET_ENV,
+                                         OPT_PROXY_DNS,
+                                         OPT_PROXY_ADD_HOST,
+                                         OPT_PROXY_ALLOW_PRIVATE,
+                                         OPT_PROXY_UPSTREAM_CA,
+                                         OPT_ALLOW_EMPTY,
+                                         OPT_MAX_DELETES,
+                                         OPT_FORCE,
+                                         OPT_DETAILED_EXITCODE,
+                                         OPT_JSON,
+                                         OPT_QUIET,
+                                         OPT_VERBOSE};
 static const enum opt_id version_flags[] = {OPT_JSON};
 
 #define FLAGS(a) (a), (int)(sizeof(a) / sizeof((a)[0]))
@@ -38,6 +58,19 @@ static const struct cmd commands[] = {
      "reconciler derives its specs from.\n\n"
      "Exit status: 0 shown, 1 no such bottle or it has errors, 2 usage error.",
      FLAGS(show_flags)},
+    {"plan", cmd_plan, NULL, "Print the actions a reconcile would take, each with its cause.",
+     "Compares the manifests (-d) with this instance's resources on the engine (one list\n"
+     "call per kind) and prints, per bottle, the ordered actions with their causes: create\n"
+     "(missing), recreate (spec changed, drift), start, deliver (sidecar config), delete\n"
+     "(orphan), and the deletions a guard refuses (incomplete snapshot, --allow-empty,\n"
+     "--max-deletes).  Read-only: the state dir is only read (works while watch runs), the\n"
+     "engine sees no mutating call.  Without a state dir the instance is new and every\n"
+     "bottle is to be created.\n\n"
+     "Exit status: 0 nothing to do (or changes without --detailed-exitcode), 2 changes\n"
+     "planned with --detailed-exitcode, 1 a bottle failed or is in conflict or a guard\n"
+     "refused, 2 bottled's own configuration is wrong (1 with --detailed-exitcode), 3 engine\n"
+     "or state unreachable.",
+     FLAGS(plan_flags)},
     {"render", cmd_render, "NAME", "Print the sidecar configuration of one bottle, secrets masked.",
      "Prints, as JSON, the routes.json and secrets.json the bottle's sidecar would get (every\n"
      "secret value replaced by \"<masked>\") and their config hash, which changes whenever a\n"

@@ -47,6 +47,25 @@ static const struct opt_def defs[OPT__COUNT] = {
                                "BOTTLED_PROXY_UPSTREAM_CA",
                                "CA bundle the sidecars verify upstreams with (default: the "
                                "system store)"},
+    [OPT_ENGINE] = {OPT_ENGINE, "engine", 0, "URL", "BOTTLED_ENGINE",
+                    "engine socket unix:///PATH (default: DOCKER_HOST, else the Podman socket if "
+                    "it answers, else /var/run/docker.sock)"},
+    [OPT_NAME_PREFIX] = {OPT_NAME_PREFIX, "name-prefix", 0, "PREFIX", "BOTTLED_NAME_PREFIX",
+                         "engine names are PREFIX-BOTTLE-ROLE (default bottle)"},
+    [OPT_INSTANCE] = {OPT_INSTANCE, "instance", 0, "ID", NULL,
+                      "adopt instance ID (12 lowercase hex) after losing the state dir"},
+    [OPT_SUBNET_POOL] = {OPT_SUBNET_POOL, "subnet-pool", 0, "CIDR", "BOTTLED_SUBNET_POOL",
+                         "IPv4 pool the bottles' /28 networks come from (default 10.213.0.0/16)"},
+    [OPT_PROXY_IMAGE] = {OPT_PROXY_IMAGE, "proxy-image", 0, "REF", "BOTTLED_PROXY_IMAGE",
+                         "sidecar image (default localhost/bottled-proxy:<version>)"},
+    [OPT_ALLOW_EMPTY] = {OPT_ALLOW_EMPTY, "allow-empty", 0, NULL, NULL,
+                         "allow an empty manifest set to delete every bottle"},
+    [OPT_MAX_DELETES] = {OPT_MAX_DELETES, "max-deletes", 0, "N", "BOTTLED_MAX_DELETES",
+                         "refuse to delete more than N bottles in one pass (default 10)"},
+    [OPT_FORCE] = {OPT_FORCE, "force", 0, NULL, NULL, "allow more deletions than --max-deletes"},
+    [OPT_DETAILED_EXITCODE] = {OPT_DETAILED_EXITCODE, "detailed-exitcode", 0, NULL,
+                               "BOTTLED_DETAILED_EXITCODE",
+                               "exit 2 when changes are planned (0: nothing to do)"},
 };
 
 int usage_error(const struct cmd *cmd, const char *fmt, ...)
@@ -160,6 +179,58 @@ static int set_opt(const struct cmd *cmd, struct opts *o, enum opt_id id, const 
         return set_str(cmd, &o->proxy_dns, id, arg);
     case OPT_PROXY_UPSTREAM_CA:
         return set_str(cmd, &o->proxy_upstream_ca, id, arg);
+    case OPT_ENGINE:
+        if (strncmp(arg, "unix:///", 8)) {
+            usage_error(cmd, "--engine '%s': want unix:///PATH", arg);
+            return -1;
+        }
+        o->engine = arg;
+        break;
+    case OPT_NAME_PREFIX: {
+        size_t n = strlen(arg);
+        if (!n || n > 63 || !strchr("abcdefghijklmnopqrstuvwxyz0123456789", arg[0]) ||
+            strspn(arg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != n) {
+            usage_error(cmd,
+                        "--name-prefix '%s': want a-z or 0-9 first, then letters, digits, '_', "
+                        "'.', '-', at most 63",
+                        arg);
+            return -1;
+        }
+        o->name_prefix = arg;
+        break;
+    }
+    case OPT_INSTANCE:
+        if (strlen(arg) != 12 || strspn(arg, "0123456789abcdef") != 12) {
+            usage_error(cmd, "--instance '%s': want 12 lowercase hex characters", arg);
+            return -1;
+        }
+        o->instance = arg;
+        break;
+    case OPT_SUBNET_POOL:
+        return set_str(cmd, &o->subnet_pool, id, arg);
+    case OPT_PROXY_IMAGE:
+        return set_str(cmd, &o->proxy_image, id, arg);
+    case OPT_ALLOW_EMPTY:
+        o->allow_empty = b;
+        break;
+    case OPT_FORCE:
+        o->force = b;
+        break;
+    case OPT_DETAILED_EXITCODE:
+        o->detailed_exitcode = b;
+        break;
+    case OPT_MAX_DELETES: {
+        size_t n = strlen(arg);
+        if (!n || n > 9 || strspn(arg, "0123456789") != n) {
+            usage_error(cmd, "--max-deletes '%s': want a number of bottles (0 or more)", arg);
+            return -1;
+        }
+        long v = 0;
+        for (size_t k = 0; k < n; k++)
+            v = v * 10 + (arg[k] - '0');
+        o->max_deletes = v;
+        break;
+    }
     case OPT_SECRET_ENV:
         set_list(o, &o->secret_env, arg, from_env);
         break;
@@ -179,6 +250,7 @@ int opts_parse(const struct cmd *cmd, int argc, char **argv, struct opts *o)
 {
     memset(o, 0, sizeof(*o));
     o->dir = "./bottles";
+    o->max_deletes = -1;
 
     struct option longopts[OPT__COUNT + 2];
     char shortopts[2 * OPT__COUNT + 2];

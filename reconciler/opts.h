@@ -26,6 +26,15 @@ enum opt_id {
     OPT_PROXY_ADD_HOST,
     OPT_PROXY_ALLOW_PRIVATE,
     OPT_PROXY_UPSTREAM_CA,
+    OPT_ENGINE,
+    OPT_NAME_PREFIX,
+    OPT_INSTANCE,
+    OPT_SUBNET_POOL,
+    OPT_PROXY_IMAGE,
+    OPT_ALLOW_EMPTY,
+    OPT_MAX_DELETES,
+    OPT_FORCE,
+    OPT_DETAILED_EXITCODE,
     OPT__COUNT,
 };
 
@@ -54,6 +63,15 @@ struct opts {
     struct opt_list proxy_add_host;      /* --proxy-add-host NAME:IP */
     struct opt_list proxy_allow_private; /* --proxy-allow-private CIDR */
     const char *proxy_upstream_ca;       /* --proxy-upstream-ca FILE */
+    const char *engine;                  /* --engine URL; NULL: engine_default_url() */
+    const char *name_prefix;             /* --name-prefix; NULL: "bottle" */
+    const char *instance;                /* --instance ID (typed only), 12 lowercase hex */
+    const char *subnet_pool;             /* --subnet-pool CIDR; NULL: 10.213.0.0/16 */
+    const char *proxy_image;             /* --proxy-image REF; NULL: localhost/bottled-proxy:VER */
+    int allow_empty;                     /* --allow-empty (typed only) */
+    long max_deletes;                    /* --max-deletes N; -1: not given (default 10) */
+    int force;                           /* --force (typed only) */
+    int detailed_exitcode;               /* --detailed-exitcode */
     char **owned; /* copies of environment values the fields above point into */
     size_t n_owned;
 };
