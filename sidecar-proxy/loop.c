@@ -34,6 +34,7 @@ struct loop {
     int epfd;
     int stop;
     uint64_t now;
+    uint64_t seq; /* timers armed so far */
 
     struct loop_timer **heap;
     size_t n_heap, cap_heap;
@@ -152,7 +153,7 @@ void loop_io_del(struct loop *l, struct loop_io *io)
 
 static int earlier(const struct loop_timer *a, const struct loop_timer *b)
 {
-    return a->when < b->when;
+    return a->when < b->when || (a->when == b->when && a->seq < b->seq);
 }
 
 static void heap_place(struct loop *l, size_t i, struct loop_timer *t)
@@ -194,6 +195,7 @@ static void heap_down(struct loop *l, size_t i)
 void loop_timer_init(struct loop_timer *t, loop_timer_cb cb, void *arg)
 {
     t->when = 0;
+    t->seq = 0;
     t->idx = 0;
     t->cb = cb;
     t->arg = arg;
@@ -218,6 +220,7 @@ void loop_timer_arm(struct loop *l, struct loop_timer *t, uint64_t ms)
 {
     loop_timer_cancel(l, t);
     t->when = l->now + ms;
+    t->seq = l->seq++;
     if (l->n_heap == l->cap_heap) {
         l->cap_heap = l->cap_heap ? 2 * l->cap_heap : 64;
         l->heap = xrealloc(l->heap, l->cap_heap * sizeof(*l->heap));
@@ -226,9 +229,19 @@ void loop_timer_arm(struct loop *l, struct loop_timer *t, uint64_t ms)
     heap_up(l, l->n_heap - 1);
 }
 
+/*
+ * Runs the timers that were due when it started.  One that a callback
+ * arms (again) waits for the next turn, after epoll_wait(0): now is not
+ * refreshed here, so a 0 ms re-arm would otherwise fire at once, over and
+ * over, and a connection re-arming its kick at the fairness cap would
+ * starve every other one.  A due timer armed before the run sorts ahead
+ * of any armed during it (its when is <= now, theirs >= now, ties go by
+ * seq), so stopping at the first of those skips nothing that was due.
+ */
 static void run_timers(struct loop *l)
 {
-    while (l->n_heap > 0 && l->heap[0]->when <= l->now) {
+    uint64_t seq = l->seq;
+    while (l->n_heap > 0 && l->heap[0]->when <= l->now && l->heap[0]->seq < seq) {
         struct loop_timer *t = l->heap[0];
         loop_timer_cancel(l, t);
         t->cb(t);

@@ -41,6 +41,7 @@ struct loop_io {
 
 struct loop_timer {
     uint64_t when; /* loop_now_ms() deadline */
+    uint64_t seq;  /* arming order: breaks ties on when */
     size_t idx;    /* heap slot + 1; 0 when not armed */
     loop_timer_cb cb;
     void *arg;
@@ -71,7 +72,12 @@ int loop_io_set(struct loop *l, struct loop_io *io, uint32_t events);
 void loop_io_del(struct loop *l, struct loop_io *io);
 
 void loop_timer_init(struct loop_timer *t, loop_timer_cb cb, void *arg);
-/* (Re)arms t to fire once, ms milliseconds from now. */
+/*
+ * (Re)arms t to fire once, ms milliseconds from now.  Timers due at the
+ * same time fire in the order they were armed, and a timer armed by a
+ * timer callback waits for the next turn of the loop even when already
+ * due: arming 0 ms means "again after the I/O events pending now".
+ */
 void loop_timer_arm(struct loop *l, struct loop_timer *t, uint64_t ms);
 /* Disarms t (no-op if not armed). */
 void loop_timer_cancel(struct loop *l, struct loop_timer *t);

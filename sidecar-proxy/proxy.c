@@ -656,7 +656,15 @@ static int ssl_result(struct stream *s, int r)
     }
 }
 
-/* Reads while in holds less than limit.  Returns 1 if bytes arrived; sets eof/err. */
+/*
+ * Reads while in holds less than limit.  Returns 1 if bytes arrived; sets eof/err.
+ * Stopping at the limit can leave decrypted bytes inside OpenSSL (SSL_pending)
+ * that no epoll event will announce.  conn_drive() needs no SSL_pending check
+ * for them: a pass that ends without progress already called this for every
+ * stream it would read next time, so in is at its limit and its consumer waits
+ * for something with its own wake-up (the client's output draining, EPOLLOUT;
+ * the response in progress ending); consuming is progress and runs a pass.
+ */
 static int stream_read(struct stream *s, size_t limit)
 {
     int progress = 0;
