@@ -18,6 +18,7 @@
 #define PEND_MAX      ((size_t)16 << 20)
 #define SSE_EVENT_MAX ((size_t)64 << 10) /* an event longer than this is cut like text */
 #define CUT_MATCHES   16
+#define CUT_STEPS     64 /* safe_cut's walk back */
 
 /* ---- known secrets ---------------------------------------------------- */
 
@@ -78,6 +79,8 @@ struct dlp_inflater {
     z_stream z;
     enum dlp_coding coding;
     int started, ended;
+    int held; /* deflate: the first byte, until the second tells zlib from raw */
+    unsigned char head[2];
     unsigned ratio;
     size_t slack;
     uint64_t total_in, total_out;
@@ -93,31 +96,63 @@ static int looks_zlib(const unsigned char *p, size_t n)
     return n < 2 || ((unsigned)p[0] * 256u + p[1]) % 31u == 0;
 }
 
-static int inflater_start(struct dlp_inflater *z, const char *in, size_t n)
+static int inflater_start(struct dlp_inflater *z, const unsigned char *head, size_t n)
 {
-    int bits = z->coding == DLP_CODING_GZIP               ? 15 + 32
-               : looks_zlib((const unsigned char *)in, n) ? 15
-                                                          : -15;
+    int bits = z->coding == DLP_CODING_GZIP ? 15 + 32 : looks_zlib(head, n) ? 15 : -15;
     if (inflateInit2(&z->z, bits) != Z_OK)
         return DLP_E_CORRUPT;
     z->started = 1;
     return 0;
 }
 
+static int inflater_bytes(struct dlp_inflater *z, const char *in, size_t n, struct buf *out,
+                          size_t max_out);
+
 static int inflater_run(struct dlp_inflater *z, const char *in, size_t n, struct buf *out,
                         size_t max_out)
 {
-    unsigned char tmp[INFLATE_PIECE];
     if (n == 0)
         return 0;
-    if (z->ended)
-        return DLP_E_CORRUPT; /* bytes after the end of the stream */
-    if (!z->started && inflater_start(z, in, n) < 0)
-        return DLP_E_CORRUPT;
+    if (z->ended) {
+        if (z->coding != DLP_CODING_GZIP)
+            return DLP_E_CORRUPT; /* bytes after the end of the stream */
+        inflateReset(&z->z);      /* the next gzip member, in a later piece */
+        z->ended = 0;
+    }
     z->total_in += n;
+    if (!z->started) {
+        /* Deflate: zlib or raw is told by the first two bytes, whatever
+         * pieces they come in; the first is held until the second. */
+        if (z->coding != DLP_CODING_GZIP && !z->held && n < 2) {
+            z->head[0] = (unsigned char)in[0];
+            z->held = 1;
+            return 0;
+        }
+        if (z->held)
+            z->head[1] = (unsigned char)in[0];
+        if (inflater_start(z, z->held ? z->head : (const unsigned char *)in,
+                           z->held || n > 1 ? 2 : n) < 0)
+            return DLP_E_CORRUPT;
+        if (z->held) {
+            int r = inflater_bytes(z, (const char *)z->head, 1, out, max_out);
+            if (r < 0)
+                return r;
+        }
+    }
+    return inflater_bytes(z, in, n, out, max_out);
+}
+
+static int inflater_bytes(struct dlp_inflater *z, const char *in, size_t n, struct buf *out,
+                          size_t max_out)
+{
+    unsigned char tmp[INFLATE_PIECE];
+    if (z->ended)
+        return DLP_E_CORRUPT; /* the held byte ended the stream */
     z->z.next_in = (unsigned char *)(uintptr_t)in;
     z->z.avail_in = (uInt)n;
-    while (z->z.avail_in > 0) {
+    /* Until the input is used up and inflate has no output left to give:
+     * a full tmp may leave some of a match still to be written. */
+    while (z->z.avail_in > 0 || z->z.avail_out == 0) {
         z->z.next_out = tmp;
         z->z.avail_out = sizeof(tmp);
         int r = inflate(&z->z, Z_NO_FLUSH);
@@ -293,6 +328,46 @@ static size_t sse_boundary(const char *p, size_t n)
     return 0;
 }
 
+/*
+ * Moves cut back until no occurrence comes within a byte of it: none is
+ * split, the character a base64 occurrence owns on either side stays with
+ * it, and touching occurrences stay together (redact makes them one).  The
+ * cut only moves back, so it stays `window` bytes before the end and every
+ * occurrence that starts before it is complete in p and seen here; moving
+ * it forward past one could split the next, not yet complete (CUT_STEPS
+ * bounds the walk over a run of touching occurrences: then nothing is cut).
+ */
+static size_t safe_cut(const struct dlp_stream *s, const char *p, size_t len, size_t cut)
+{
+    size_t from = cut > s->window ? cut - s->window : 0;
+    for (int steps = 0; cut > 0; steps++) {
+        if (steps == CUT_STEPS)
+            return 0;
+        size_t lim = cut + s->window < len ? cut + s->window : len;
+        struct secret_match m[CUT_MATCHES];
+        size_t k = secret_set_scan(s->secrets, p + from, lim - from, m, CUT_MATCHES);
+        size_t i = 0, moved = 0;
+        for (; i < k && i < CUT_MATCHES; i++) {
+            size_t off = from + m[i].off, end = off + m[i].len + 1;
+            size_t start = off ? off - 1 : 0;
+            if (start >= cut)
+                break;
+            if (end > cut) {
+                cut = start;
+                moved = 1;
+                break;
+            }
+        }
+        if (moved)
+            from = cut > s->window ? cut - s->window : 0;
+        else if (i == CUT_MATCHES && k > CUT_MATCHES)
+            from += m[CUT_MATCHES - 1].off + m[CUT_MATCHES - 1].len; /* the next matches */
+        else
+            break;
+    }
+    return cut;
+}
+
 int dlp_stream_take(struct dlp_stream *s, int final, struct buf *out, const char **hit,
                     size_t *n_redacted)
 {
@@ -308,18 +383,8 @@ int dlp_stream_take(struct dlp_stream *s, int final, struct buf *out, const char
     } else {
         cut = len > s->window ? len - s->window : 0;
     }
-    if (!final && s->secrets && cut > 0 && cut < len) {
-        /* Never split an occurrence: any that straddles the cut starts at
-         * most `window` bytes before it. */
-        size_t from = cut > s->window ? cut - s->window : 0;
-        struct secret_match m[CUT_MATCHES];
-        size_t k = secret_set_scan(s->secrets, p + from, len - from, m, CUT_MATCHES);
-        for (size_t i = 0; i < k && i < CUT_MATCHES; i++) {
-            size_t off = from + m[i].off, end = off + m[i].len + 1;
-            if (off < cut && end > cut)
-                cut = end < len ? end : len;
-        }
-    }
+    if (!final && s->secrets && cut > 0)
+        cut = safe_cut(s, p, len, cut);
     if (cut == 0)
         return 0;
     /* Injection: the piece with the overlap before it; a detection that
