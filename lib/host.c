@@ -280,3 +280,16 @@ size_t host_match_specificity(const char *pattern)
         return strlen(pattern) - 1; /* the suffix, leading dot included */
     return HOST_MAX_LEN + 1 + strlen(pattern);
 }
+
+int host_binding_covers(const char *const *binding, size_t n, const char *route_host)
+{
+    int wild = !strncmp(route_host, "*.", 2);
+    for (size_t i = 0; i < n; i++) {
+        const char *b = binding[i];
+        if (!strcmp(b, "*") || !strcmp(b, route_host))
+            return 1;
+        if (!wild && !strncmp(b, "*.", 2) && host_pattern_match(b, route_host))
+            return 1;
+    }
+    return 0;
+}

@@ -58,4 +58,14 @@ int host_pattern_match(const char *pattern, const char *host);
  */
 size_t host_match_specificity(const char *pattern);
 
+/*
+ * Does a secret's host binding cover a route host (manifest.md, Secrets)?
+ * binding holds normalised host names, "*.suffix" patterns, or "*" (an
+ * explicit opt-out covering every host).  An exact entry covers that host;
+ * "*.x" covers sub-domains of x; a route host that is itself "*.x" is
+ * covered only by the same "*.x" entry (or "*").  One rule for both the
+ * reconciler's secret store and the sidecar's config loader.
+ */
+int host_binding_covers(const char *const *binding, size_t n, const char *route_host);
+
 #endif

@@ -434,15 +434,7 @@ out:
 /* Does the binding cover the host (manifest.md, Secrets)? */
 static int binding_covers(const struct secret *s, const char *host)
 {
-    int wild = !strncmp(host, "*.", 2);
-    for (size_t i = 0; i < s->n_hosts; i++) {
-        const char *b = s->hosts[i];
-        if (!strcmp(b, "*") || !strcmp(b, host))
-            return 1;
-        if (!wild && !strncmp(b, "*.", 2) && host_pattern_match(b, host))
-            return 1;
-    }
-    return 0;
+    return host_binding_covers((const char *const *)s->hosts, s->n_hosts, host);
 }
 
 static const struct secret *find(const struct secret_store *s, const char *name)

@@ -272,13 +272,39 @@ static void test_strerror(void **state)
     assert_non_null(host_strerror(-1000));
 }
 
+/* Secret bindings (manifest.md, Secrets): exact, suffix, same-wildcard, "*". */
+static void test_binding_covers(void **state)
+{
+    (void)state;
+    const char *const exact[] = {"api.example.com"};
+    const char *const suffix[] = {"*.example.com"};
+    const char *const any[] = {"*"};
+    const char *const two[] = {"a.test", "*.b.test"};
+
+    assert_true(host_binding_covers(exact, 1, "api.example.com"));
+    assert_false(host_binding_covers(exact, 1, "x.api.example.com"));
+    assert_false(host_binding_covers(exact, 1, "*.example.com"));
+    assert_true(host_binding_covers(suffix, 1, "api.example.com"));
+    assert_true(host_binding_covers(suffix, 1, "a.b.example.com"));
+    assert_false(host_binding_covers(suffix, 1, "example.com"));
+    assert_false(host_binding_covers(suffix, 1, "badexample.com"));
+    /* a wildcard route needs the same wildcard, not a wider one */
+    assert_true(host_binding_covers(suffix, 1, "*.example.com"));
+    assert_false(host_binding_covers(suffix, 1, "*.x.example.com"));
+    assert_true(host_binding_covers(any, 1, "*.anything.test"));
+    assert_true(host_binding_covers(any, 1, "host.test"));
+    assert_true(host_binding_covers(two, 2, "c.b.test"));
+    assert_false(host_binding_covers(two, 2, "b.test"));
+    assert_false(host_binding_covers(two, 0, "a.test"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_normalize_table),    cmocka_unit_test(test_label_and_name_lengths),
         cmocka_unit_test(test_normalize_uses_len), cmocka_unit_test(test_is_ip_literal),
         cmocka_unit_test(test_pattern_match),      cmocka_unit_test(test_specificity),
-        cmocka_unit_test(test_strerror),
+        cmocka_unit_test(test_strerror),           cmocka_unit_test(test_binding_covers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
