@@ -971,26 +971,40 @@ out:
     return r;
 }
 
+/*
+ * GET base + "filters=<label filter>" (base ends in '?' or '&'); on 200 the
+ * body is left in *ret_body for the caller's parser (who releases it), any
+ * other answer is an error with the engine's message.  One list call per
+ * resource kind goes through here.
+ */
+static int dk_get_filtered(struct engine *e, const char *base, const char *what,
+                           const struct engine_strv *label_filter, struct buf *ret_body)
+{
+    char *f = NULL;
+    long code;
+    dk_label_filter(label_filter, &f);
+    char *path = xasprintf("%sfilters=%s", base, f);
+    struct req rq = {.method = "GET", .path = path};
+    int r = request(e, &rq, ret_body, &code);
+    if (r == 0 && code != 200) {
+        r = http_fail(e, what, code, ret_body);
+        buf_release(ret_body);
+    }
+    free(path);
+    free(f);
+    return r;
+}
+
 static int dk_network_list(struct engine *e, const struct engine_strv *label_filter,
                            struct engine_network_list *ret)
 {
-    char *f = NULL, *path;
     struct buf body;
-    long code;
-    dk_label_filter(label_filter, &f);
-    path = xasprintf("/networks?filters=%s", f);
-    struct req rq = {.method = "GET", .path = path};
-    int r = request(e, &rq, &body, &code);
+    int r = dk_get_filtered(e, "/networks?", "GET /networks", label_filter, &body);
     if (r < 0)
-        goto out_path;
-    if (code != 200)
-        r = http_fail(e, "GET /networks", code, &body);
-    else if ((r = dk_parse_networks(body.data, body.len, DK(e)->podman, ret)) < 0)
+        return r;
+    if ((r = dk_parse_networks(body.data, body.len, DK(e)->podman, ret)) < 0)
         engine_set_errmsg(e, "GET /networks: unexpected JSON");
     buf_release(&body);
-out_path:
-    free(path);
-    free(f);
     return r;
 }
 
@@ -1150,23 +1164,13 @@ out:
 static int dk_volume_list(struct engine *e, const struct engine_strv *label_filter,
                           struct engine_volume_list *ret)
 {
-    char *f = NULL;
     struct buf body;
-    long code;
-    dk_label_filter(label_filter, &f);
-    char *path = xasprintf("/volumes?filters=%s", f);
-    struct req rq = {.method = "GET", .path = path};
-    int r = request(e, &rq, &body, &code);
+    int r = dk_get_filtered(e, "/volumes?", "GET /volumes", label_filter, &body);
     if (r < 0)
-        goto out;
-    if (code != 200)
-        r = http_fail(e, "GET /volumes", code, &body);
-    else if ((r = dk_parse_volumes(body.data, body.len, ret)) < 0)
+        return r;
+    if ((r = dk_parse_volumes(body.data, body.len, ret)) < 0)
         engine_set_errmsg(e, "GET /volumes: unexpected JSON");
     buf_release(&body);
-out:
-    free(path);
-    free(f);
     return r;
 }
 
@@ -1360,23 +1364,14 @@ out:
 static int dk_container_list(struct engine *e, const struct engine_strv *label_filter,
                              struct engine_container_list *ret)
 {
-    char *f = NULL;
     struct buf body;
-    long code;
-    dk_label_filter(label_filter, &f);
-    char *path = xasprintf("/containers/json?all=true&filters=%s", f);
-    struct req rq = {.method = "GET", .path = path};
-    int r = request(e, &rq, &body, &code);
+    int r = dk_get_filtered(e, "/containers/json?all=true&", "GET /containers/json", label_filter,
+                            &body);
     if (r < 0)
-        goto out;
-    if (code != 200)
-        r = http_fail(e, "GET /containers/json", code, &body);
-    else if ((r = dk_parse_containers(body.data, body.len, DK(e)->podman, ret)) < 0)
+        return r;
+    if ((r = dk_parse_containers(body.data, body.len, DK(e)->podman, ret)) < 0)
         engine_set_errmsg(e, "GET /containers/json: unexpected JSON");
     buf_release(&body);
-out:
-    free(path);
-    free(f);
     return r;
 }
 
