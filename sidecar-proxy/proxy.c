@@ -2042,6 +2042,22 @@ static void inbound_finish(struct conn *c)
 }
 
 /* RESPONSE_BODY with the inbound scan. */
+/*
+ * The upstream closed (or failed) with nothing left to relay: a body
+ * delimited by the close is complete and finished by finish(); any other
+ * body was cut short and the client connection is closed.  Returns 1.
+ */
+static int upstream_ended(struct conn *c, void (*finish)(struct conn *))
+{
+    if (c->resp_body == HTTP_BODY_CLOSE && !c->up.err) {
+        finish(c);
+    } else {
+        snprintf(c->reason, sizeof(c->reason), "upstream closed mid-response");
+        conn_close(c);
+    }
+    return 1;
+}
+
 static int step_response_body_inbound(struct conn *c)
 {
     struct buf *in = &c->up.in;
@@ -2082,15 +2098,8 @@ static int step_response_body_inbound(struct conn *c)
             return 1;
         }
     }
-    if (in->len == 0 && (c->up.eof || c->up.err)) {
-        if (c->resp_body == HTTP_BODY_CLOSE && !c->up.err) {
-            inbound_finish(c);
-        } else {
-            snprintf(c->reason, sizeof(c->reason), "upstream closed mid-response");
-            conn_close(c);
-        }
-        return 1;
-    }
+    if (in->len == 0 && (c->up.eof || c->up.err))
+        return upstream_ended(c, inbound_finish);
     return progress;
 }
 
@@ -2204,15 +2213,8 @@ static int step_response_body(struct conn *c)
             return 1;
         }
     }
-    if (in->len == 0 && (c->up.eof || c->up.err)) {
-        if (c->resp_body == HTTP_BODY_CLOSE && !c->up.err) {
-            response_done(c);
-        } else {
-            snprintf(c->reason, sizeof(c->reason), "upstream closed mid-response");
-            conn_close(c);
-        }
-        return 1;
-    }
+    if (in->len == 0 && (c->up.eof || c->up.err))
+        return upstream_ended(c, response_done);
     return progress;
 }
 
