@@ -30,6 +30,7 @@
 
 #include "engine.h"
 #include "engine_docker.h"
+#include "fault.h"
 #include "err.h"
 #include "xalloc.h"
 
@@ -713,8 +714,12 @@ static int request(struct engine *e, const struct req *rq, struct buf *resp, lon
         }
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, rq->method);
     }
-    if (rq->mutating)
+    if (rq->mutating) {
+        char what[160];
+        snprintf(what, sizeof(what), "engine %s %.140s", rq->method, rq->path);
+        fault_point(what);
         engine_count_mutation(e);
+    }
 
     CURLcode cc = curl_easy_perform(c);
     if (cc != CURLE_OK) {

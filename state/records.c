@@ -19,6 +19,7 @@
 
 #include "buf.h"
 #include "err.h"
+#include "fault.h"
 #include "state_int.h"
 #include "xalloc.h"
 
@@ -154,6 +155,7 @@ int state_commit(struct state *st)
 
     if (!st->in_tx)
         return BD_E_INVAL;
+    fault_point("state commit");
     /* A failed COMMIT (busy) leaves the transaction open: roll back or retry. */
     rc = state_sqlite_err(sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL));
     if (rc == 0)
@@ -698,6 +700,7 @@ int state_intent_begin(struct state *st, const char *bottle, const char *action,
     /* Inside a transaction the intent would not be durable before the side effect. */
     if (st->in_tx || bottle == NULL || action == NULL || resource == NULL)
         return BD_E_INVAL;
+    fault_point("state intent");
     rc = wexec(st, NULL,
                "INSERT INTO intents (bottle, action, resource, created_at)"
                " VALUES (?1, ?2, ?3, ?4)",
