@@ -17,10 +17,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "buf.h"
 #include "desired.h"
 #include "err.h"
 #include "loader.h"
+#include "render.h"
 #include "scan.h"
 #include "xalloc.h"
 
@@ -32,6 +35,7 @@ struct entry {
     const char *data;
     size_t len;
     unsigned mode;
+    unsigned uid, gid;
 };
 
 struct tarb {
@@ -291,8 +295,8 @@ static int header(struct buf *out, const struct entry *e, size_t size)
     if (split_name(e->path, (char *)h, (char *)h + 345) < 0)
         return -1;
     octal((char *)h + 100, 8, e->mode);
-    octal((char *)h + 108, 8, 0);
-    octal((char *)h + 116, 8, 0);
+    octal((char *)h + 108, 8, e->uid);
+    octal((char *)h + 116, 8, e->gid);
     octal((char *)h + 124, 12, size);
     octal((char *)h + 136, 12, 0);
     memset(h + 148, ' ', 8);
@@ -438,5 +442,61 @@ out:
     buf_release(&out);
     if (r)
         *ret_err = t.err ? t.err : xstrdup("cannot build the agent's files");
+    return r;
+}
+
+/* ---- the sidecar's config generation ----------------------------------- */
+
+int cfg_generation_tar(const struct render_file *files, size_t n_files, const char *gen,
+                       unsigned uid, unsigned gid, unsigned char **ret_tar, size_t *ret_len)
+{
+    struct buf out;
+    buf_init(&out, BUF_MAX_DEFAULT);
+    size_t glen = strlen(gen);
+    if (!glen || glen > 64 ||
+        strspn(gen, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                    "0123456789_-") != glen)
+        return BD_E_INVAL;
+    char *dir = xasprintf("gen-%s/", gen);
+    char *current = xasprintf("gen-%s\n", gen);
+    int r = BD_E_TOO_BIG;
+    struct entry d = {.path = dir, .mode = 0700, .uid = uid, .gid = gid};
+    if (header(&out, &d, 0) != 0)
+        goto out;
+    for (size_t i = 0; i < n_files; i++) {
+        char *path = xasprintf("gen-%s/%s", gen, files[i].name);
+        struct entry e = {.path = path,
+                          .data = files[i].data,
+                          .len = files[i].len,
+                          .mode = files[i].private ? 0600 : 0644,
+                          .uid = uid,
+                          .gid = gid};
+        int hr = header(&out, &e, e.len);
+        free(path);
+        if (hr != 0 || (e.len && (buf_append(&out, e.data, e.len) != 0 || pad(&out, e.len) != 0)))
+            goto out;
+    }
+    /* the pointer last: the sidecar never sees it before the files */
+    struct entry c = {.path = "current",
+                      .data = current,
+                      .len = strlen(current),
+                      .mode = 0644,
+                      .uid = uid,
+                      .gid = gid};
+    if (header(&out, &c, c.len) != 0 || buf_append(&out, current, c.len) != 0 ||
+        pad(&out, c.len) != 0)
+        goto out;
+    static const char end[2 * TAR_BLOCK];
+    if (buf_append(&out, end, sizeof(end)) != 0)
+        goto out;
+    *ret_tar = (unsigned char *)buf_detach(&out, ret_len);
+    r = 0;
+out:
+    /* the archive holds secrets.json and the CA key: wipe before freeing */
+    if (out.data)
+        OPENSSL_cleanse(out.data, out.len);
+    buf_release(&out);
+    free(dir);
+    free(current);
     return r;
 }

@@ -233,6 +233,18 @@ struct agent_files_in {
 int agent_files_tar(const struct agent_files_in *in, unsigned char **ret_tar, size_t *ret_len,
                     char **ret_err);
 
+/*
+ * The sidecar's config generation as a ustar archive to extract at the cfg
+ * volume's mount point: gen-GEN/ (0700) with each of files[] (0600 when
+ * private, else 0644), then `current` ("gen-GEN\n") last, everything owned
+ * by uid:gid (the proxy image's fixed user).  GEN is 1 to 64 characters
+ * of [A-Za-z0-9_-].  The archive holds secrets: the caller wipes it
+ * (OPENSSL_cleanse) before freeing.  0, BD_E_INVAL (GEN), BD_E_TOO_BIG.
+ */
+struct render_file;
+int cfg_generation_tar(const struct render_file *files, size_t n_files, const char *gen,
+                       unsigned uid, unsigned gid, unsigned char **ret_tar, size_t *ret_len);
+
 /* ---------------------------------------------------------------- subnets */
 
 /*

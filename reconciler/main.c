@@ -41,6 +41,34 @@ static const enum opt_id plan_flags[] = {OPT_DIR,
                                          OPT_JSON,
                                          OPT_QUIET,
                                          OPT_VERBOSE};
+static const enum opt_id reconcile_flags[] = {OPT_ONCE,
+                                              OPT_DIR,
+                                              OPT_STATE_DIR,
+                                              OPT_ENGINE,
+                                              OPT_NAME_PREFIX,
+                                              OPT_INSTANCE,
+                                              OPT_SUBNET_POOL,
+                                              OPT_PROXY_IMAGE,
+                                              OPT_SECRETS,
+                                              OPT_SECRET_ENV,
+                                              OPT_PROXY_DNS,
+                                              OPT_PROXY_ADD_HOST,
+                                              OPT_PROXY_ALLOW_PRIVATE,
+                                              OPT_PROXY_UPSTREAM_CA,
+                                              OPT_ALLOW_EMPTY,
+                                              OPT_MAX_DELETES,
+                                              OPT_FORCE,
+                                              OPT_DRY_RUN,
+                                              OPT_NO_HOST_FIREWALL,
+                                              OPT_DETAILED_EXITCODE,
+                                              OPT_JSON,
+                                              OPT_QUIET,
+                                              OPT_VERBOSE};
+static const enum opt_id gc_flags[] = {
+    OPT_DIR,         OPT_STATE_DIR,   OPT_ENGINE,  OPT_NAME_PREFIX,       OPT_INSTANCE,
+    OPT_SUBNET_POOL, OPT_PROXY_IMAGE, OPT_SECRETS, OPT_SECRET_ENV,        OPT_ALLOW_EMPTY,
+    OPT_MAX_DELETES, OPT_FORCE,       OPT_DRY_RUN, OPT_DETAILED_EXITCODE, OPT_JSON,
+    OPT_QUIET,       OPT_VERBOSE};
 static const enum opt_id version_flags[] = {OPT_JSON};
 
 #define FLAGS(a) (a), (int)(sizeof(a) / sizeof((a)[0]))
@@ -71,6 +99,26 @@ static const struct cmd commands[] = {
      "refused, 2 bottled's own configuration is wrong (1 with --detailed-exitcode), 3 engine\n"
      "or state unreachable.",
      FLAGS(plan_flags)},
+    {"reconcile", cmd_reconcile, NULL, "Converge the engine with the manifests once (--once).",
+     "One pass: every bottle the manifests (-d) declare gets its networks, volumes, sidecar\n"
+     "(config delivered, /healthz waited for) and agent, created or repaired (spec changed,\n"
+     "drift, stopped); a sidecar whose routes or secrets changed gets a new config and a\n"
+     "reload, nothing recreated; bottles of this instance that no manifest declares are\n"
+     "deleted unless a guard refuses (incomplete snapshot, --allow-empty, --max-deletes;\n"
+     "`bottled approve-deletes` lifts a refusal).  Bottles are worked on concurrently; one\n"
+     "failing bottle never stops the others.  Takes the state dir's lock.  --dry-run prints\n"
+     "the plan instead and changes nothing.\n\n"
+     "Exit status: 0 converged (2 with --detailed-exitcode when something changed), 1 a\n"
+     "bottle failed or a guard refused, 2 bottled's own configuration is wrong (1 with\n"
+     "--detailed-exitcode), 3 engine or state unreachable, or the state dir is locked.",
+     FLAGS(reconcile_flags)},
+    {"gc", cmd_gc, NULL, "Remove this instance's resources whose bottle is gone.",
+     "Deletes the bottles of this instance (by label) that no manifest in -d declares, with\n"
+     "the same guards as reconcile (an incomplete snapshot deletes nothing; --allow-empty;\n"
+     "--max-deletes N bottles unless --force).  Declared bottles are not touched.  Takes the\n"
+     "state dir's lock; --dry-run only prints what would be removed.\n\n"
+     "Exit status: as reconcile.",
+     FLAGS(gc_flags)},
     {"render", cmd_render, "NAME", "Print the sidecar configuration of one bottle, secrets masked.",
      "Prints, as JSON, the routes.json and secrets.json the bottle's sidecar would get (every\n"
      "secret value replaced by \"<masked>\") and their config hash, which changes whenever a\n"

@@ -66,6 +66,12 @@ static const struct opt_def defs[OPT__COUNT] = {
     [OPT_DETAILED_EXITCODE] = {OPT_DETAILED_EXITCODE, "detailed-exitcode", 0, NULL,
                                "BOTTLED_DETAILED_EXITCODE",
                                "exit 2 when changes are planned (0: nothing to do)"},
+    [OPT_ONCE] = {OPT_ONCE, "once", 0, NULL, NULL, "converge once, then exit"},
+    [OPT_DRY_RUN] = {OPT_DRY_RUN, "dry-run", 0, NULL, "BOTTLED_DRY_RUN",
+                     "print what would be done and change nothing"},
+    [OPT_NO_HOST_FIREWALL] = {OPT_NO_HOST_FIREWALL, "insecure-no-host-firewall", 0, NULL, NULL,
+                              "do not keep host firewall chains (engines on another machine); "
+                              "bottles are Degraded"},
 };
 
 int usage_error(const struct cmd *cmd, const char *fmt, ...)
@@ -218,6 +224,15 @@ static int set_opt(const struct cmd *cmd, struct opts *o, enum opt_id id, const 
         break;
     case OPT_DETAILED_EXITCODE:
         o->detailed_exitcode = b;
+        break;
+    case OPT_ONCE:
+        o->once = b;
+        break;
+    case OPT_DRY_RUN:
+        o->dry_run = b;
+        break;
+    case OPT_NO_HOST_FIREWALL:
+        o->no_host_firewall = b;
         break;
     case OPT_MAX_DELETES: {
         size_t n = strlen(arg);

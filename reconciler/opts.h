@@ -35,6 +35,9 @@ enum opt_id {
     OPT_MAX_DELETES,
     OPT_FORCE,
     OPT_DETAILED_EXITCODE,
+    OPT_ONCE,
+    OPT_DRY_RUN,
+    OPT_NO_HOST_FIREWALL,
     OPT__COUNT,
 };
 
@@ -72,6 +75,9 @@ struct opts {
     long max_deletes;                    /* --max-deletes N; -1: not given (default 10) */
     int force;                           /* --force (typed only) */
     int detailed_exitcode;               /* --detailed-exitcode */
+    int once;                            /* --once */
+    int dry_run;                         /* --dry-run */
+    int no_host_firewall;                /* --insecure-no-host-firewall (typed only) */
     char **owned; /* copies of environment values the fields above point into */
     size_t n_owned;
 };

@@ -521,7 +521,10 @@ int plan_compute(const struct plan_in *in, struct plan **ret)
             end++;
         if (!is_named(in, name)) {
             struct plan_bottle *pb = add_bottle(&b, name);
-            if (refusal) {
+            int approved = 0;
+            for (size_t j = 0; j < in->n_approved; j++)
+                approved |= in->approved[j] && !strcmp(in->approved[j], name);
+            if (refusal && !approved) {
                 pb->status = PLAN_REFUSED;
                 pb->error = refusal;
                 p->n_refused++;

@@ -42,6 +42,8 @@
  *   incomplete snapshot     no delete at all; gc_blocked_by lists the paths
  *   empty desired set       refused against existing bottles unless allow_empty
  *   more than max_deletes   orphan bottles: refused unless force
+ * An orphan named in in->approved is deleted whatever the guards say (its
+ * deletion was approved by a person, by name).
  */
 #ifndef BOTTLED_PLAN_H
 #define BOTTLED_PLAN_H
@@ -84,6 +86,10 @@ struct plan_in {
     int allow_empty;
     int force;
     long max_deletes; /* < 0: PLAN_DEFAULT_MAX_DELETES */
+    /* Orphan bottles whose deletion `bottled approve-deletes` approved:
+     * no guard refuses them. */
+    const char *const *approved;
+    size_t n_approved;
     const struct engine_network_list *networks;
     const struct engine_volume_list *volumes;
     const struct engine_container_list *containers;

@@ -1,0 +1,987 @@
+/*
+ * apply.c - carries out a pass's plan (see apply.h).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <openssl/crypto.h>
+
+#include "apply.h"
+#include "err.h"
+#include "hash.h"
+#include "xalloc.h"
+
+#define PROXY_UID    10099
+#define PROXY_GID    10099
+#define ADMIN_BASE   "http://127.0.0.1:9098"
+#define BACKOFF_MIN  1
+#define BACKOFF_MAX  300
+#define STOP_TIMEOUT 10
+
+/* One action as carried out, for the report. */
+struct done {
+    const struct plan_action *a;
+    int ok;
+    char *error;
+    long ms;
+};
+
+struct job {
+    const struct plan_bottle *pb;
+    long idx; /* in ps->in[], or -1 for an orphan */
+    struct done *done;
+    size_t n_done;
+    int failed;
+    char *error; /* why the bottle failed (first error) */
+    enum state_phase phase;
+    const char *reason;
+};
+
+struct apply {
+    struct pass *ps;
+    FILE *out;
+    int quiet, json;
+    pthread_mutex_t mu; /* the state handle, out, next */
+    struct job *jobs;
+    size_t n_jobs, next;
+    unsigned long mutations;
+    int unavailable; /* a worker could not reach the engine */
+    int64_t pass_id;
+};
+
+struct worker {
+    struct apply *ap;
+    struct engine *e;
+};
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)(ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+}
+
+static void lock(struct apply *ap)
+{
+    pthread_mutex_lock(&ap->mu);
+}
+
+static void unlock(struct apply *ap)
+{
+    pthread_mutex_unlock(&ap->mu);
+}
+
+static void event(struct apply *ap, const char *bottle, const char *kind, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void event(struct apply *ap, const char *bottle, const char *kind, const char *fmt, ...)
+{
+    va_list va;
+    va_start(va, fmt);
+    char *detail = NULL;
+    if (vasprintf(&detail, fmt, va) < 0)
+        detail = NULL;
+    va_end(va);
+    lock(ap);
+    (void)state_event_add(ap->ps->st, bottle, kind, detail);
+    unlock(ap);
+    free(detail);
+}
+
+static int64_t intent(struct apply *ap, const char *bottle, const char *action, const char *res)
+{
+    int64_t id = 0;
+    lock(ap);
+    if (state_intent_begin(ap->ps->st, bottle, action, res, &id) != 0)
+        id = 0;
+    unlock(ap);
+    return id;
+}
+
+static void confirm(struct apply *ap, int64_t id)
+{
+    if (!id)
+        return;
+    lock(ap);
+    (void)state_intent_done(ap->ps->st, id);
+    unlock(ap);
+}
+
+static void progress(struct apply *ap, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void progress(struct apply *ap, const char *fmt, ...)
+{
+    if (ap->quiet || ap->json || !ap->out)
+        return;
+    va_list va;
+    va_start(va, fmt);
+    lock(ap);
+    vfprintf(ap->out, fmt, va);
+    fflush(ap->out);
+    unlock(ap);
+    va_end(va);
+}
+
+static void job_fail(struct job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void job_fail(struct job *j, const char *fmt, ...)
+{
+    if (j->failed)
+        return;
+    va_list va;
+    va_start(va, fmt);
+    if (vasprintf(&j->error, fmt, va) < 0)
+        j->error = xstrdup("failed");
+    va_end(va);
+    j->failed = 1;
+}
+
+static struct done *record(struct job *j, const struct plan_action *a, int ok, const char *err,
+                           long ms)
+{
+    j->done = xrealloc(j->done, (j->n_done + 1) * sizeof(*j->done));
+    struct done *d = &j->done[j->n_done++];
+    *d = (struct done){a, ok, err ? xstrdup(err) : NULL, ms};
+    return d;
+}
+
+enum res_kind { K_CONTAINER, K_VOLUME, K_NETWORK, K_UNKNOWN };
+
+static enum res_kind kind_of_name(const struct pass *ps, const char *name)
+{
+    if (plan_find_container(&ps->ctrs, name))
+        return K_CONTAINER;
+    for (size_t i = 0; i < ps->vols.n; i++)
+        if (ps->vols.v[i].name && !strcmp(ps->vols.v[i].name, name))
+            return K_VOLUME;
+    if (plan_find_network(&ps->nets, name))
+        return K_NETWORK;
+    return K_UNKNOWN;
+}
+
+/* ---- engine steps (each: intent, call, confirm) ------------------------- */
+
+static int remove_network(struct worker *w, const char *bottle, const char *name)
+{
+    struct pass *ps = w->ap->ps;
+    int64_t id = intent(w->ap, bottle, "remove-network", name);
+    int rc = engine_network_remove(w->e, name);
+    if (rc == BD_E_BUSY) {
+        /* something is still attached (a container connected by hand):
+         * disconnect what the snapshot shows, then try once more */
+        const struct engine_network *n = plan_find_network(&ps->nets, name);
+        for (size_t i = 0; n && i < ps->ctrs.n; i++)
+            for (size_t k = 0; k < ps->ctrs.v[i].n_networks; k++)
+                if (ps->ctrs.v[i].networks[k].network &&
+                    !strcmp(ps->ctrs.v[i].networks[k].network, name))
+                    (void)engine_network_disconnect(w->e, name, ps->ctrs.v[i].id);
+        rc = engine_network_remove(w->e, name);
+    }
+    if (rc == 0)
+        confirm(w->ap, id);
+    return rc;
+}
+
+static int remove_by_kind(struct worker *w, const char *bottle, enum res_kind k, const char *name)
+{
+    int64_t id;
+    int rc;
+    switch (k) {
+    case K_CONTAINER:
+        id = intent(w->ap, bottle, "remove-container", name);
+        rc = engine_container_remove(w->e, name);
+        break;
+    case K_VOLUME:
+        id = intent(w->ap, bottle, "remove-volume", name);
+        rc = engine_volume_remove(w->e, name);
+        break;
+    case K_NETWORK:
+        return remove_network(w, bottle, name);
+    default:
+        return 0; /* gone already */
+    }
+    if (rc == 0)
+        confirm(w->ap, id);
+    return rc;
+}
+
+/* Runs argv in container c; 0 and the output (cap 4 KiB), or an error. */
+static int exec_out(struct engine *e, const char *c, const char *const *argv, int timeout_s,
+                    struct engine_exec_result *r)
+{
+    struct engine_exec_spec spec = {0};
+    for (size_t i = 0; argv[i]; i++)
+        engine_strv_add(&spec.cmd, argv[i]);
+    spec.max_output = 4096;
+    spec.timeout_s = timeout_s;
+    memset(r, 0, sizeof(*r));
+    int rc = engine_exec(e, c, &spec, r);
+    engine_strv_release(&spec.cmd);
+    return rc;
+}
+
+/* What the running sidecar's admin endpoint says at path; malloc'd or NULL. */
+static char *admin_get(struct engine *e, const char *c, const char *path)
+{
+    char url[128];
+    snprintf(url, sizeof(url), "%s%s", ADMIN_BASE, path);
+    const char *argv[] = {"curl", "-s", "--max-time", "2", "-w", "\n%{http_code}", url, NULL};
+    struct engine_exec_result r;
+    char *ret = NULL;
+    if (exec_out(e, c, argv, 10, &r) == 0 && r.exit_code == 0 && r.out.len) {
+        ret = xmalloc(r.out.len + 1);
+        memcpy(ret, r.out.data, r.out.len);
+        ret[r.out.len] = '\0';
+    }
+    engine_exec_result_release(&r);
+    return ret;
+}
+
+/* Waits until the sidecar answers /healthz with 200 and serves want_hash. */
+static int wait_sidecar(struct worker *w, const char *c, const char *want_hash, char **why)
+{
+    long deadline = now_ms() + APPLY_HEALTHZ_TIMEOUT * 1000L;
+    int tries = 0;
+    const char *last = "no answer";
+    char *body = NULL;
+    while (now_ms() < deadline) {
+        free(body);
+        body = admin_get(w->e, c, "/healthz");
+        const char *nl = body ? strrchr(body, '\n') : NULL;
+        if (nl && !strcmp(nl + 1, "200")) {
+            free(body);
+            body = admin_get(w->e, c, "/config-hash");
+            if (body && !strncmp(body, want_hash, SHA256_HEX_LEN)) {
+                free(body);
+                return 0;
+            }
+            last = "it serves another config hash";
+        } else if (nl) {
+            last = "/healthz is not 200 yet";
+        }
+        if (++tries % 5 == 0) {
+            struct engine_container_info info;
+            if (engine_container_inspect(w->e, c, &info) == 0) {
+                int running = info.running, code = info.exit_code;
+                engine_container_info_release(&info);
+                if (!running) {
+                    free(body);
+                    *why = xasprintf("the sidecar exited (status %d) before it was ready; see "
+                                     "the container's logs",
+                                     code);
+                    return BD_E_UNAVAIL;
+                }
+            }
+        }
+        usleep(200 * 1000);
+    }
+    free(body);
+    *why = xasprintf("the sidecar was not ready within %d s (%s)", APPLY_HEALTHZ_TIMEOUT, last);
+    return BD_E_UNAVAIL;
+}
+
+/* Copies a new config generation into the sidecar's /cfg, current last. */
+static int put_config(struct worker *w, const char *bottle, const char *c,
+                      const struct render_output *r, char *gen, size_t gen_len)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(gen, gen_len, "%.16s-%llx", r->config_hash,
+             (unsigned long long)ts.tv_sec * 1000ULL + (unsigned long long)(ts.tv_nsec / 1000000));
+    unsigned char *tar = NULL;
+    size_t len = 0;
+    int rc = cfg_generation_tar(r->files, r->n_files, gen, PROXY_UID, PROXY_GID, &tar, &len);
+    if (rc)
+        return rc;
+    int64_t id = intent(w->ap, bottle, "deliver-config", c);
+    rc = engine_archive_put(w->e, c, "/cfg", tar, len);
+    OPENSSL_cleanse(tar, len);
+    free(tar);
+    if (rc == 0)
+        confirm(w->ap, id);
+    return rc;
+}
+
+/* Removes generations but the current and the previous one (the sidecar's
+ * own user owns them); best effort. */
+static void prune_generations(struct worker *w, const char *c, const char *keep)
+{
+    char cur[80];
+    snprintf(cur, sizeof(cur), "gen-%s", keep);
+    const char *argv[] = {"sh",
+                          "-c",
+                          "cd /cfg || exit 0; prev=; for d in $(ls -1dt gen-* 2>/dev/null); do "
+                          "[ \"$d\" = \"$1\" ] && continue; "
+                          "if [ -z \"$prev\" ]; then prev=$d; continue; fi; rm -rf -- \"$d\"; "
+                          "done",
+                          "sh",
+                          cur,
+                          NULL};
+    struct engine_exec_result r;
+    (void)exec_out(w->e, c, argv, 20, &r);
+    engine_exec_result_release(&r);
+}
+
+/* ---- one bottle ------------------------------------------------------- */
+
+static const struct plan_action *action_for(const struct plan_bottle *pb, const char *role,
+                                            enum plan_act *act)
+{
+    for (size_t i = 0; i < pb->n_actions; i++) {
+        const struct plan_action *a = &pb->actions[i];
+        if (a->act != PLAN_DELETE && a->act != PLAN_DELIVER && !strcmp(a->role, role)) {
+            *act = a->act;
+            return a;
+        }
+    }
+    return NULL;
+}
+
+static const struct plan_action *deliver_action(const struct plan_bottle *pb)
+{
+    for (size_t i = 0; i < pb->n_actions; i++)
+        if (pb->actions[i].act == PLAN_DELIVER)
+            return &pb->actions[i];
+    return NULL;
+}
+
+static const char *errmsg_or(struct engine *e, int rc)
+{
+    const char *m = engine_errmsg(e);
+    return m && *m ? m : bd_strerror(rc);
+}
+
+/* Creates one desired resource; *ret_id gets the engine id (containers,
+ * networks) when the engine gave one. */
+static int create_resource(struct worker *w, struct job *j, const struct desired *d,
+                           enum desired_role role, char **ret_id)
+{
+    const struct desired_resource *res = &d->res[role];
+    const char *bottle = d->bottle;
+    int64_t id;
+    int rc;
+    switch (res->kind) {
+    case DESIRED_NETWORK:
+        id = intent(w->ap, bottle, "create-network", res->name);
+        rc = engine_network_create(w->e, &res->network, ret_id);
+        break;
+    case DESIRED_VOLUME:
+        id = intent(w->ap, bottle, "create-volume", res->name);
+        rc = engine_volume_create(w->e, res->name, &res->labels);
+        break;
+    default:
+        id = intent(w->ap, bottle, "create-container", res->name);
+        rc = engine_container_create(w->e, &res->container, ret_id);
+        break;
+    }
+    if (rc == 0)
+        confirm(w->ap, id);
+    else if (rc == BD_E_NOIMAGE)
+        job_fail(j, "%s: image not found: %s", res->name, errmsg_or(w->e, rc));
+    else if (rc == BD_E_BUSY && res->kind == DESIRED_NETWORK)
+        job_fail(j, "%s: subnet %s overlaps a network or route in use: %s", res->name,
+                 res->network.subnet ? res->network.subnet : "?", errmsg_or(w->e, rc));
+    else
+        job_fail(j, "create %s: %s", res->name, errmsg_or(w->e, rc));
+    return rc;
+}
+
+/* Delivers config (proxy) or files (agent), then starts; the sidecar is
+ * then waited for. */
+static int start_container(struct worker *w, struct job *j, const struct pass_bottle *pbk,
+                           enum desired_role role)
+{
+    const struct desired *d = pbk->d;
+    const char *name = d->res[role].name;
+    const char *bottle = d->bottle;
+    int rc;
+    char gen[96] = "";
+    if (role == ROLE_PROXY) {
+        if (!pbk->r) {
+            job_fail(j, "%s: no sidecar config to deliver", name);
+            return BD_E_INVAL;
+        }
+        rc = put_config(w, bottle, name, pbk->r, gen, sizeof(gen));
+        if (rc) {
+            job_fail(j, "deliver config into %s: %s", name, errmsg_or(w->e, rc));
+            return rc;
+        }
+    } else if (role == ROLE_AGENT) {
+        int64_t id = intent(w->ap, bottle, "put-files", name);
+        rc = engine_archive_put(w->e, name, DESIRED_ARCHIVE_DIR, d->agent_tar, d->agent_tar_len);
+        if (rc) {
+            job_fail(j, "copy /etc/bottle into %s: %s", name, errmsg_or(w->e, rc));
+            return rc;
+        }
+        confirm(w->ap, id);
+    }
+    int64_t id = intent(w->ap, bottle, "start", name);
+    rc = engine_container_start(w->e, name);
+    if (rc) {
+        job_fail(j, "start %s: %s", name, errmsg_or(w->e, rc));
+        return rc;
+    }
+    confirm(w->ap, id);
+    if (role == ROLE_PROXY) {
+        char *why = NULL;
+        rc = wait_sidecar(w, name, d->config_hash, &why);
+        if (rc) {
+            job_fail(j, "%s: %s", name, why);
+            free(why);
+            return rc;
+        }
+        prune_generations(w, name, gen + 0);
+    }
+    return 0;
+}
+
+static int deliver(struct worker *w, struct job *j, const struct pass_bottle *pbk)
+{
+    const struct desired *d = pbk->d;
+    const char *name = d->res[ROLE_PROXY].name;
+    char gen[96];
+    int rc = put_config(w, d->bottle, name, pbk->r, gen, sizeof(gen));
+    if (rc) {
+        job_fail(j, "deliver config into %s: %s", name, errmsg_or(w->e, rc));
+        return rc;
+    }
+    int64_t id = intent(w->ap, d->bottle, "signal-reload", name);
+    rc = engine_container_kill(w->e, name, "HUP");
+    if (rc) {
+        job_fail(j, "SIGHUP %s: %s", name, errmsg_or(w->e, rc));
+        return rc;
+    }
+    confirm(w->ap, id);
+    char *why = NULL;
+    rc = wait_sidecar(w, name, d->config_hash, &why);
+    if (rc) {
+        job_fail(j, "%s after reload: %s", name, why);
+        free(why);
+        return rc;
+    }
+    prune_generations(w, name, gen);
+    return 0;
+}
+
+static void step_done(struct worker *w, struct job *j, const struct plan_action *a, int rc, long t0)
+{
+    long ms = now_ms() - t0;
+    record(j, a, rc == 0, rc ? j->error : NULL, ms);
+    const char *bottle = j->pb->name;
+    if (rc == 0) {
+        progress(w->ap, "%s/%s: %s %s (%s): ok, %ld ms\n", bottle, a->role, plan_act_name(a->act),
+                 a->resource, a->cause, ms);
+        event(w->ap, bottle, plan_act_name(a->act), "%s %s (%s)", a->role, a->resource, a->cause);
+    } else {
+        progress(w->ap, "%s/%s: %s %s (%s): FAILED: %s\n", bottle, a->role, plan_act_name(a->act),
+                 a->resource, a->cause, j->error ? j->error : "?");
+    }
+}
+
+static void delete_actions(struct worker *w, struct job *j)
+{
+    const struct plan_bottle *pb = j->pb;
+    for (size_t i = 0; i < pb->n_actions && !j->failed; i++) {
+        const struct plan_action *a = &pb->actions[i];
+        if (a->act != PLAN_DELETE)
+            continue;
+        long t0 = now_ms();
+        enum res_kind k = kind_of_name(w->ap->ps, a->resource);
+        int rc = remove_by_kind(w, pb->name, k, a->resource);
+        if (rc)
+            job_fail(j, "remove %s: %s", a->resource, errmsg_or(w->e, rc));
+        step_done(w, j, a, rc, t0);
+    }
+}
+
+static void apply_desired(struct worker *w, struct job *j)
+{
+    struct pass *ps = w->ap->ps;
+    const struct pass_bottle *pbk = &ps->pb[j->idx];
+    const struct desired *d = pbk->d;
+    const struct plan_bottle *pb = j->pb;
+    static const enum desired_role remove_order[] = {ROLE_AGENT, ROLE_PROXY, ROLE_CFG,
+                                                     ROLE_WORK,  ROLE_EGR,   ROLE_INT};
+
+    delete_actions(w, j);
+    /* everything to recreate goes first, in delete order */
+    for (size_t i = 0; i < sizeof(remove_order) / sizeof(*remove_order) && !j->failed; i++) {
+        enum desired_role role = remove_order[i];
+        enum plan_act act;
+        const struct plan_action *a = action_for(pb, desired_role_name(role), &act);
+        if (!a || act != PLAN_RECREATE)
+            continue;
+        enum res_kind k = d->res[role].kind == DESIRED_NETWORK  ? K_NETWORK
+                          : d->res[role].kind == DESIRED_VOLUME ? K_VOLUME
+                                                                : K_CONTAINER;
+        int rc = remove_by_kind(w, pb->name, k, d->res[role].name);
+        if (rc)
+            job_fail(j, "remove %s (to recreate it): %s", d->res[role].name, errmsg_or(w->e, rc));
+    }
+    /* then creates and starts in create order */
+    for (size_t r = 0; r < ROLE__COUNT && !j->failed; r++) {
+        enum plan_act act;
+        const struct plan_action *a = action_for(pb, desired_role_name((enum desired_role)r), &act);
+        if (!a)
+            continue;
+        long t0 = now_ms();
+        int rc = 0;
+        if (act == PLAN_CREATE || act == PLAN_RECREATE) {
+            char *id = NULL;
+            rc = create_resource(w, j, d, (enum desired_role)r, &id);
+            free(id);
+            if (rc == 0 && d->res[r].kind == DESIRED_CONTAINER)
+                rc = start_container(w, j, pbk, (enum desired_role)r);
+        } else if (act == PLAN_START) {
+            rc = start_container(w, j, pbk, (enum desired_role)r);
+        }
+        step_done(w, j, a, rc, t0);
+    }
+    const struct plan_action *dv = deliver_action(pb);
+    if (dv && !j->failed) {
+        long t0 = now_ms();
+        int rc = deliver(w, j, pbk);
+        step_done(w, j, dv, rc, t0);
+    }
+}
+
+static void apply_orphan(struct worker *w, struct job *j)
+{
+    struct apply *ap = w->ap;
+    struct state_bottle sb = {.name = j->pb->name,
+                              .phase = STATE_PHASE_DELETING,
+                              .reason = "orphan: no manifest declares it"};
+    lock(ap);
+    (void)state_bottle_put(ap->ps->st, &sb);
+    unlock(ap);
+    delete_actions(w, j);
+    if (j->failed)
+        return;
+    lock(ap);
+    (void)state_bottle_forget(ap->ps->st, j->pb->name);
+    (void)state_bottle_ca_remove(ap->ps->st, j->pb->name);
+    (void)state_event_add(ap->ps->st, j->pb->name, "deleted", "every resource removed");
+    unlock(ap);
+}
+
+static void run_job(struct worker *w, struct job *j)
+{
+    switch (j->pb->status) {
+    case PLAN_CHANGES:
+        if (j->idx >= 0 && w->ap->ps->pb[j->idx].d)
+            apply_desired(w, j);
+        else
+            delete_actions(w, j);
+        break;
+    case PLAN_ORPHAN:
+        apply_orphan(w, j);
+        break;
+    default:
+        break;
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct apply *ap = w->ap;
+    for (;;) {
+        lock(ap);
+        size_t i = ap->next++;
+        unlock(ap);
+        if (i >= ap->n_jobs)
+            break;
+        struct job *j = &ap->jobs[i];
+        if (j->pb->status != PLAN_CHANGES && j->pb->status != PLAN_ORPHAN)
+            continue;
+        if (!w->e) {
+            char emsg[512] = "";
+            if (engine_open(ap->ps->engine_url, &w->e, emsg, sizeof(emsg)) != 0) {
+                job_fail(j, "engine: %s", emsg);
+                lock(ap);
+                ap->unavailable = 1;
+                unlock(ap);
+                continue;
+            }
+        }
+        run_job(w, j);
+    }
+    return NULL;
+}
+
+/* ---- records ------------------------------------------------------------ */
+
+static int64_t backoff_s(int failures)
+{
+    int64_t s = BACKOFF_MIN;
+    for (int i = 1; i < failures && s < BACKOFF_MAX; i++)
+        s *= 2;
+    return s < BACKOFF_MAX ? s : BACKOFF_MAX;
+}
+
+/* The bottle's row and resources after its job. */
+static void record_bottle(struct apply *ap, struct job *j)
+{
+    struct pass *ps = ap->ps;
+    const struct plan_bottle *pb = j->pb;
+    const struct pass_bottle *pbk = j->idx >= 0 ? &ps->pb[j->idx] : NULL;
+    struct state_bottle old = {0};
+    int had = state_bottle_get(ps->st, pb->name, &old) == 0;
+    struct state_bottle sb = {.name = pb->name};
+    char spec_hash[SHA256_HEX_LEN + 1] = "";
+    const char *err = j->error ? j->error : pb->error;
+
+    if (pb->status == PLAN_ORPHAN && !j->failed) {
+        if (had)
+            state_bottle_release(&old);
+        return; /* forgotten by apply_orphan */
+    }
+    if (pbk && pbk->d) {
+        struct buf all;
+        buf_init(&all, 0);
+        for (size_t r = 0; r < pbk->d->n; r++)
+            buf_appendf(&all, "%s\n", pbk->d->res[r].spec_hash);
+        sha256_hex(all.data, all.len, spec_hash);
+        buf_release(&all);
+        sb.spec_hash = spec_hash;
+        sb.config_hash = pbk->d->config_hash;
+    } else if (had) {
+        sb.spec_hash = old.spec_hash;
+        sb.config_hash = old.config_hash;
+    }
+    sb.manifest_hash = pbk && pbk->manifest_hash[0] ? pbk->manifest_hash
+                       : had                        ? old.manifest_hash
+                                                    : NULL;
+    switch (pb->status) {
+    case PLAN_REFUSED:
+        sb.phase = STATE_PHASE_STALLED;
+        sb.reason = pb->error;
+        break;
+    case PLAN_CONFLICT:
+        sb.phase = STATE_PHASE_STALLED;
+        sb.reason = "name conflict";
+        sb.last_error = pb->error;
+        break;
+    case PLAN_FAILED:
+        if (pbk && pbk->invalid) {
+            sb.phase = STATE_PHASE_STALLED;
+            sb.reason = "invalid manifest: waits for the file to change; running resources kept";
+        } else {
+            sb.phase = STATE_PHASE_RECONCILING;
+            sb.reason = "failed; retried with backoff";
+        }
+        sb.last_error = pb->error;
+        break;
+    case PLAN_ORPHAN:
+        sb.phase = STATE_PHASE_DELETING;
+        sb.reason = "orphan: deletion failed, retried";
+        break;
+    default:
+        sb.phase = ap->ps->o->no_host_firewall ? STATE_PHASE_DEGRADED : STATE_PHASE_READY;
+        sb.reason =
+            ap->ps->o->no_host_firewall ? "no host firewall (--insecure-no-host-firewall)" : NULL;
+        break;
+    }
+    if (j->failed) {
+        sb.phase = pb->status == PLAN_ORPHAN ? STATE_PHASE_DELETING : STATE_PHASE_RECONCILING;
+        sb.reason = "failed; retried with backoff";
+        sb.last_error = err;
+    }
+    int failing = j->failed || (pb->status == PLAN_FAILED && !(pbk && pbk->invalid));
+    sb.failures = failing ? (had ? old.failures : 0) + 1 : 0;
+    sb.next_retry = failing ? (int64_t)time(NULL) + backoff_s(sb.failures) : 0;
+    (void)state_bottle_put(ps->st, &sb);
+    if (j->failed || pb->status == PLAN_FAILED || pb->status == PLAN_CONFLICT ||
+        pb->status == PLAN_REFUSED) {
+        const char *kind = pb->status == PLAN_REFUSED ? "refused" : "failed";
+        if (!had || !old.last_error || !err || strcmp(old.last_error, err))
+            (void)state_event_add(ps->st, pb->name, kind, err);
+    }
+    if (had)
+        state_bottle_release(&old);
+}
+
+/* Resource rows from a fresh listing (engine ids of what now exists). */
+static int record_resources(struct apply *ap, struct engine *e)
+{
+    struct pass *ps = ap->ps;
+    struct engine_strv f = {0};
+    char *lab = xasprintf("%s=%s", LABEL_INSTANCE, ps->instance);
+    engine_strv_add(&f, lab);
+    free(lab);
+    struct engine_network_list nets = {0};
+    struct engine_volume_list vols = {0};
+    struct engine_container_list ctrs = {0};
+    int rc = engine_network_list(e, &f, &nets);
+    if (!rc)
+        rc = engine_volume_list(e, &f, &vols);
+    if (!rc)
+        rc = engine_container_list(e, &f, &ctrs);
+    engine_strv_release(&f);
+    if (rc)
+        goto out;
+    for (size_t k = 0; k < ps->n; k++) {
+        const struct desired *d = ps->pb[k].d;
+        if (!d)
+            continue;
+        for (size_t r = 0; r < d->n; r++) {
+            const struct desired_resource *res = &d->res[r];
+            const char *id = NULL, *hash = NULL;
+            const struct engine_kvs *labels = NULL;
+            if (res->kind == DESIRED_NETWORK) {
+                const struct engine_network *n = plan_find_network(&nets, res->name);
+                if (n)
+                    id = n->id, labels = &n->labels;
+            } else if (res->kind == DESIRED_VOLUME) {
+                for (size_t i = 0; i < vols.n; i++)
+                    if (!strcmp(vols.v[i].name, res->name))
+                        id = vols.v[i].name, labels = &vols.v[i].labels;
+            } else {
+                const struct engine_container *c = plan_find_container(&ctrs, res->name);
+                if (c)
+                    id = c->id, labels = &c->labels;
+            }
+            if (!labels || !plan_is_ours(labels, ps->instance))
+                continue;
+            hash = engine_kvs_get(labels, LABEL_SPEC_HASH);
+            struct state_resource sr = {.bottle = d->bottle,
+                                        .role = desired_role_name(res->role),
+                                        .name = res->name,
+                                        .engine_id = id,
+                                        .spec_hash = hash};
+            (void)state_resource_put(ps->st, &sr);
+        }
+    }
+out:
+    engine_network_list_release(&nets);
+    engine_volume_list_release(&vols);
+    engine_container_list_release(&ctrs);
+    return rc;
+}
+
+static int recover_intents_cb(const struct state_intent *i, void *arg)
+{
+    int64_t **ids = arg;
+    (void)i;
+    size_t n = 0;
+    while ((*ids)[n])
+        n++;
+    *ids = xrealloc(*ids, (n + 2) * sizeof(**ids));
+    (*ids)[n] = i->id;
+    (*ids)[n + 1] = 0;
+    return 0;
+}
+
+/* Intents a crashed run left: the snapshot already shows their effect (or
+ * its absence); record them and close them. */
+static void recover_intents(struct apply *ap)
+{
+    struct state *st = ap->ps->st;
+    int64_t *ids = xcalloc(1, sizeof(*ids));
+    (void)state_intents_pending(st, recover_intents_cb, &ids);
+    size_t n = 0;
+    for (; ids[n]; n++) {
+        (void)state_intent_done(st, ids[n]);
+    }
+    if (n)
+        (void)state_event_add(st, NULL, "recovered",
+                              n == 1 ? "1 unfinished side effect of an earlier run: the snapshot "
+                                       "decides what to redo"
+                                     : "unfinished side effects of an earlier run: the snapshot "
+                                       "decides what to redo");
+    free(ids);
+}
+
+/* ---- the report --------------------------------------------------------- */
+
+static void print_json(struct apply *ap, FILE *out)
+{
+    struct pass *ps = ap->ps;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "instance", ps->instance);
+    cJSON *bs = cJSON_AddArrayToObject(o, "bottles");
+    for (size_t i = 0; i < ap->n_jobs; i++) {
+        const struct job *j = &ap->jobs[i];
+        cJSON *b = cJSON_CreateObject();
+        cJSON_AddStringToObject(b, "name", j->pb->name);
+        cJSON_AddStringToObject(b, "status",
+                                j->failed ? "failed" : plan_status_name(j->pb->status));
+        const char *err = j->error ? j->error : j->pb->error;
+        if (err)
+            cJSON_AddStringToObject(b, "error", err);
+        else
+            cJSON_AddNullToObject(b, "error");
+        cJSON *as = cJSON_AddArrayToObject(b, "actions");
+        for (size_t k = 0; k < j->n_done; k++) {
+            const struct done *d = &j->done[k];
+            cJSON *a = cJSON_CreateObject();
+            cJSON_AddStringToObject(a, "action", plan_act_name(d->a->act));
+            cJSON_AddStringToObject(a, "role", d->a->role ? d->a->role : "");
+            cJSON_AddStringToObject(a, "resource", d->a->resource);
+            cJSON_AddStringToObject(a, "cause", d->a->cause);
+            cJSON_AddBoolToObject(a, "ok", d->ok);
+            if (d->error)
+                cJSON_AddStringToObject(a, "error", d->error);
+            cJSON_AddNumberToObject(a, "ms", (double)d->ms);
+            cJSON_AddItemToArray(as, a);
+        }
+        cJSON_AddItemToArray(bs, b);
+    }
+    cJSON *gb = cJSON_AddArrayToObject(o, "gc_blocked_by");
+    for (size_t i = 0; i < ps->plan->n_gc_blocked_by; i++)
+        cJSON_AddItemToArray(gb, cJSON_CreateString(ps->plan->gc_blocked_by[i]));
+    char *text = cJSON_Print(o);
+    fputs(text, out);
+    fputc('\n', out);
+    free(text);
+    cJSON_Delete(o);
+}
+
+/* ---- the pass ------------------------------------------------------------ */
+
+int apply_exit_code(const struct apply_stats *s, int detailed)
+{
+    if (s->failed || s->refused)
+        return EXIT_FAILED;
+    return detailed && s->actions ? 2 : EXIT_OK;
+}
+
+/* The bottles whose deletion a guard refused and that a person approved:
+ * take the approvals and re-plan.  0 or an exit code. */
+static int take_approvals(struct pass *ps)
+{
+    const struct plan *p = ps->plan;
+    size_t n = 0;
+    for (size_t i = 0; i < p->n_bottles; i++)
+        n += p->bottles[i].status == PLAN_REFUSED;
+    if (!n)
+        return 0;
+    ps->approved = xcalloc(n, sizeof(*ps->approved));
+    for (size_t i = 0; i < p->n_bottles; i++) {
+        int ok = 0;
+        if (p->bottles[i].status == PLAN_REFUSED &&
+            state_approval_take(ps->st, p->bottles[i].name, &ok) == 0 && ok)
+            ps->approved[ps->n_approved++] = arena_strdup(&ps->a, p->bottles[i].name);
+    }
+    if (!ps->n_approved)
+        return 0;
+    for (size_t i = 0; i < ps->n_approved; i++)
+        (void)state_event_add(ps->st, ps->approved[i], "approved",
+                              "deletion approved by `bottled approve-deletes`");
+    return pass_plan(ps);
+}
+
+int apply_pass(struct pass *ps, enum apply_scope scope, FILE *out, struct apply_stats *stats)
+{
+    struct apply ap = {.ps = ps, .out = out, .quiet = ps->o->quiet, .json = ps->o->json};
+    memset(stats, 0, sizeof(*stats));
+    pthread_mutex_init(&ap.mu, NULL);
+    int ret = 0;
+
+    recover_intents(&ap);
+    if ((ret = take_approvals(ps)) != 0)
+        goto out;
+    (void)state_pass_begin(ps->st, &ap.pass_id);
+
+    const struct plan *p = ps->plan;
+    ap.jobs = xcalloc(p->n_bottles + 1, sizeof(*ap.jobs));
+    for (size_t i = 0; i < p->n_bottles; i++) {
+        const struct plan_bottle *pb = &p->bottles[i];
+        int orphanish = pb->status == PLAN_ORPHAN ||
+                        (pb->status == PLAN_REFUSED && pass_find(ps, pb->name) < 0);
+        if (scope == APPLY_GC_ONLY && !orphanish)
+            continue;
+        ap.jobs[ap.n_jobs++] = (struct job){.pb = pb, .idx = pass_find(ps, pb->name)};
+    }
+
+    size_t n_workers = APPLY_WORKERS;
+    size_t busy = 0;
+    for (size_t i = 0; i < ap.n_jobs; i++)
+        busy += ap.jobs[i].pb->status == PLAN_CHANGES || ap.jobs[i].pb->status == PLAN_ORPHAN;
+    if (n_workers > busy)
+        n_workers = busy;
+    struct worker *ws = xcalloc(n_workers + 1, sizeof(*ws));
+    pthread_t *th = xcalloc(n_workers + 1, sizeof(*th));
+    /* The first worker reuses the pass's connection (already negotiated). */
+    for (size_t i = 0; i < n_workers; i++) {
+        ws[i].ap = &ap;
+        ws[i].e = i == 0 ? ps->e : NULL;
+    }
+    unsigned long before = engine_mutations(ps->e);
+    size_t started = 0;
+    for (size_t i = 0; i < n_workers; i++) {
+        if (pthread_create(&th[i], NULL, worker_main, &ws[i]) != 0)
+            break;
+        started++;
+    }
+    if (n_workers && !started)
+        worker_main(&ws[0]);
+    for (size_t i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    ap.mutations = engine_mutations(ps->e) - before;
+    for (size_t i = 1; i < n_workers; i++) {
+        if (ws[i].e) {
+            ap.mutations += engine_mutations(ws[i].e);
+            engine_close(ws[i].e);
+        }
+    }
+    free(ws);
+    free(th);
+
+    if (state_begin(ps->st) == 0) {
+        for (size_t i = 0; i < ap.n_jobs; i++)
+            record_bottle(&ap, &ap.jobs[i]);
+        if (ap.mutations)
+            (void)record_resources(&ap, ps->e);
+        (void)state_commit(ps->st);
+    }
+    for (size_t i = 0; i < ap.n_jobs; i++) {
+        const struct job *j = &ap.jobs[i];
+        stats->bottles++;
+        for (size_t k = 0; k < j->n_done; k++)
+            stats->actions += j->done[k].ok;
+        if (j->failed || j->pb->status == PLAN_FAILED || j->pb->status == PLAN_CONFLICT)
+            stats->failed++;
+        if (j->pb->status == PLAN_REFUSED)
+            stats->refused++;
+        if (!j->failed && !ps->o->quiet && !ps->o->json &&
+            (j->pb->status == PLAN_FAILED || j->pb->status == PLAN_CONFLICT))
+            fprintf(out, "%s: %s: %s\n", j->pb->name, plan_status_name(j->pb->status),
+                    j->pb->error ? j->pb->error : "failed");
+        if (!ps->o->quiet && !ps->o->json && j->pb->status == PLAN_REFUSED)
+            fprintf(out, "%s: delete refused (%s)\n", j->pb->name, j->pb->error);
+    }
+    stats->mutations = ap.mutations;
+    (void)state_pass_end(ps->st, ap.pass_id, (int)stats->actions, (int)stats->failed,
+                         p->n_gc_blocked_by ? p->gc_blocked_by[0] : NULL);
+    if (ps->o->json) {
+        print_json(&ap, out);
+    } else if (!ps->o->quiet) {
+        for (size_t i = 0; i < p->n_gc_blocked_by; i++)
+            fprintf(out, "gc blocked by %s\n", p->gc_blocked_by[i]);
+        fprintf(out,
+                "%zu action(s) applied, %zu bottle(s) failed, %zu refused, %lu engine "
+                "change(s).\n",
+                stats->actions, stats->failed, stats->refused, stats->mutations);
+    }
+    if (ap.unavailable)
+        ret = EXIT_UNAVAIL;
+out:
+    for (size_t i = 0; i < ap.n_jobs; i++) {
+        for (size_t k = 0; k < ap.jobs[i].n_done; k++)
+            free(ap.jobs[i].done[k].error);
+        free(ap.jobs[i].done);
+        free(ap.jobs[i].error);
+    }
+    free(ap.jobs);
+    pthread_mutex_destroy(&ap.mu);
+    return ret;
+}

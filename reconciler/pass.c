@@ -1,0 +1,522 @@
+/*
+ * pass.c - one pass's inputs and its plan (see pass.h).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "build_config.h"
+#include "buf.h"
+#include "canonical.h"
+#include "err.h"
+#include "hash.h"
+#include "pass.h"
+#include "xalloc.h"
+
+#define ADMIN_CONFIG_HASH "http://127.0.0.1:9098/config-hash"
+/* Stands in for a bottle CA that is not minted yet: only a create uses it. */
+#define NO_CA_PEM    "-----BEGIN CERTIFICATE-----\nbm8gQ0EgeWV0\n-----END CERTIFICATE-----\n"
+#define NEW_INSTANCE "000000000000"
+
+struct image_cache {
+    char **ref;
+    char **id; /* NULL: missing */
+    int *err;
+    size_t n;
+};
+
+/* The id of ref (cached); 0, BD_E_NOIMAGE, or an engine error. */
+static int image_lookup(struct engine *e, struct image_cache *c, const char *ref, const char **id)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (!strcmp(c->ref[i], ref)) {
+            *id = c->id[i];
+            return c->err[i];
+        }
+    char *got = NULL;
+    int rc = engine_image_id(e, ref, &got);
+    c->ref = xrealloc(c->ref, (c->n + 1) * sizeof(*c->ref));
+    c->id = xrealloc(c->id, (c->n + 1) * sizeof(*c->id));
+    c->err = xrealloc(c->err, (c->n + 1) * sizeof(*c->err));
+    c->ref[c->n] = xstrdup(ref);
+    c->id[c->n] = rc ? NULL : got;
+    c->err[c->n] = rc;
+    c->n++;
+    *id = rc ? NULL : got;
+    return rc;
+}
+
+static void image_cache_release(struct image_cache *c)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        free(c->ref[i]);
+        free(c->id[i]);
+    }
+    free(c->ref);
+    free(c->id);
+    free(c->err);
+}
+
+/* The first error about bottle name (or its file), for a one-line reason. */
+static const char *first_error(const struct diag_list *l, const char *name, const char *path)
+{
+    for (size_t k = 0; k < l->n; k++)
+        if (l->v[k].level == DIAG_ERROR && l->v[k].bottle && !strcmp(l->v[k].bottle, name))
+            return l->v[k].msg;
+    for (size_t k = 0; path && k < l->n; k++)
+        if (l->v[k].level == DIAG_ERROR && !strcmp(l->v[k].path, path))
+            return l->v[k].msg;
+    return NULL;
+}
+
+/* Asks a running sidecar of ours (one that is kept: same spec hash) for
+ * the config hash it serves. */
+static void query_config_hash(struct engine *e, const struct engine_container *c,
+                              struct plan_bottle_in *bi, char out[SHA256_HEX_LEN + 1])
+{
+    struct engine_exec_spec spec = {0};
+    engine_strv_add(&spec.cmd, "curl");
+    engine_strv_add(&spec.cmd, "-s");
+    engine_strv_add(&spec.cmd, "--max-time");
+    engine_strv_add(&spec.cmd, "2");
+    engine_strv_add(&spec.cmd, ADMIN_CONFIG_HASH);
+    spec.max_output = 4096;
+    spec.timeout_s = 10;
+    struct engine_exec_result r = {0};
+    bi->config_state = PLAN_CONFIG_UNKNOWN;
+    if (engine_exec(e, c->id, &spec, &r) == 0 && r.exit_code == 0 && r.out.len >= SHA256_HEX_LEN) {
+        const char *s = r.out.data;
+        size_t n = strspn(s, "0123456789abcdef");
+        if (n == SHA256_HEX_LEN && (r.out.len == n || s[n] == '\n')) {
+            memcpy(out, s, SHA256_HEX_LEN);
+            out[SHA256_HEX_LEN] = '\0';
+            bi->config_hash = out;
+            bi->config_state = PLAN_CONFIG_KNOWN;
+        }
+    }
+    engine_exec_result_release(&r);
+    engine_strv_release(&spec.cmd);
+}
+
+long pass_find(const struct pass *ps, const char *name)
+{
+    for (size_t k = 0; k < ps->n; k++)
+        if (!strcmp(ps->in[k].name, name))
+            return (long)k;
+    return -1;
+}
+
+static int fail_config(struct pass *ps)
+{
+    return ps->o->detailed_exitcode ? EXIT_FAILED : EXIT_USAGE;
+}
+
+/* Secrets, knobs and the subnet pool: bottled's own configuration. */
+static int check_config(struct pass *ps)
+{
+    const struct opts *o = ps->o;
+    struct diag_list diags;
+    const char *pool = o->subnet_pool ? o->subnet_pool : DESIRED_SUBNET_POOL;
+    char probe[1][DESIRED_SUBNET_STR_MAX];
+    if (subnet_alloc(pool, NULL, 0, 0, probe) != 0) {
+        usage_error(ps->cmd, "--subnet-pool '%s': want an IPv4 CIDR a.b.c.d/n, n <= 28", pool);
+        return fail_config(ps);
+    }
+    char *secrets_path = o->secrets ? xstrdup(o->secrets) : xasprintf("%s/secrets", ps->state_dir);
+    diag_list_init(&diags);
+    int err = secret_store_load(secrets_path, o->secrets != NULL, o->secret_env.v, o->secret_env.n,
+                                &diags, &ps->store);
+    free(secrets_path);
+    diag_print_text(&diags, stderr);
+    diag_list_release(&diags);
+    if (err) {
+        fprintf(stderr, "bottled: %s: the secret store cannot be used\n", ps->cmd->name);
+        return fail_config(ps);
+    }
+    diag_list_init(&diags);
+    err = render_knobs_init(&ps->knobs, o->proxy_dns, o->proxy_add_host.v, o->proxy_add_host.n,
+                            o->proxy_allow_private.v, o->proxy_allow_private.n,
+                            o->proxy_upstream_ca, &diags);
+    if (err) {
+        diag_print_text(&diags, stderr);
+        diag_list_release(&diags);
+        usage_error(ps->cmd, "invalid --proxy-* settings");
+        return fail_config(ps);
+    }
+    diag_list_release(&diags);
+    ps->have_knobs = 1;
+    return 0;
+}
+
+static int open_state(struct pass *ps)
+{
+    struct buf why;
+    buf_init(&why, 0);
+    struct state_open_opts so = {
+        .dir = ps->state_dir,
+        .mode = ps->mode == PASS_APPLY ? STATE_EXCLUSIVE : STATE_RDONLY,
+        .instance = ps->o->instance,
+    };
+    int err = state_open(&so, &ps->st, &why);
+    if (err == BD_E_NOTFOUND && ps->mode == PASS_READONLY) {
+        ps->st = NULL;
+        buf_release(&why);
+        return 0;
+    }
+    if (err) {
+        fprintf(stderr, "bottled: %s: state dir %s: %s\n", ps->cmd->name, ps->state_dir,
+                why.len ? why.data : bd_strerror(err));
+        buf_release(&why);
+        ps->st = NULL;
+        if (err == BD_E_PERM || err == BD_E_MISMATCH || err == BD_E_INVAL)
+            return fail_config(ps);
+        return EXIT_UNAVAIL;
+    }
+    buf_release(&why);
+    return 0;
+}
+
+static void manifest_hash(const struct bottle *b, char out[65])
+{
+    out[0] = '\0';
+    if (!b)
+        return;
+    char *text = bottle_canonical_text(b, 0);
+    if (!text)
+        return;
+    sha256_hex(text, strlen(text), out);
+    free(text);
+}
+
+/* The bottle's desired resources, or bi->error.  0, or EXIT_UNAVAIL. */
+static int compute_bottle(struct pass *ps, size_t k)
+{
+    struct plan_bottle_in *bi = &ps->in[k];
+    struct pass_bottle *pbk = &ps->pb[k];
+    const struct bottle *b = pbk->b;
+    const struct opts *o = ps->o;
+    struct arena *a = &ps->a;
+    struct image_cache *images = ps->images;
+    struct diag_list bdiags;
+    diag_list_init(&bdiags);
+    const char *pool = o->subnet_pool ? o->subnet_pool : DESIRED_SUBNET_POOL;
+    const unsigned char *key =
+        ps->st ? state_hmac_key(ps->st) : (const unsigned char *)NEW_INSTANCE;
+    size_t key_len = ps->st ? STATE_HMAC_KEY_LEN : strlen(NEW_INSTANCE);
+    char *cert = NULL, *ckey = NULL;
+    struct render_output *r = NULL;
+    int ret = 0;
+
+    const char *proxy_id = NULL, *agent_id = NULL;
+    int rc = image_lookup(ps->e, images, ps->proxy_ref, &proxy_id);
+    if (rc == BD_E_NOIMAGE) {
+        bi->error = arena_printf(
+            a, "sidecar image %s not found in the engine: %s", ps->proxy_ref,
+            o->proxy_image ? "pull or build it (`bash scripts/build-proxy-image.sh` builds "
+                             "the default localhost/bottled-proxy:" BOTTLED_VERSION ")"
+                           : "build it with `bash scripts/build-proxy-image.sh`");
+        goto out;
+    } else if (rc) {
+        fprintf(stderr, "bottled: %s: engine: %s\n", ps->cmd->name, engine_errmsg(ps->e));
+        ret = EXIT_UNAVAIL;
+        goto out;
+    }
+    const char *agent_ref = b->image ? b->image : DEFAULT_AGENT_IMAGE;
+    rc = image_lookup(ps->e, images, agent_ref, &agent_id);
+    if (rc == BD_E_NOIMAGE) {
+        bi->error = arena_printf(a, "agent image %s not found in the engine: %s", agent_ref,
+                                 !strcmp(agent_ref, DEFAULT_AGENT_IMAGE)
+                                     ? "build it with `bash scripts/setup.sh`"
+                                     : "pull or build it");
+        goto out;
+    } else if (rc) {
+        fprintf(stderr, "bottled: %s: engine: %s\n", ps->cmd->name, engine_errmsg(ps->e));
+        ret = EXIT_UNAVAIL;
+        goto out;
+    }
+
+    if (ps->st) {
+        rc = state_bottle_ca(ps->st, b->name, &cert, &ckey);
+        if (rc && rc != BD_E_NOTFOUND) {
+            bi->error = arena_printf(a, "bottle CA: %s", bd_strerror(rc));
+            goto out;
+        }
+    }
+    bi->no_ca = cert == NULL;
+    struct render_ca ca = {cert, cert ? strlen(cert) : 0, ckey, ckey ? strlen(ckey) : 0};
+    if (render_bottle(b, ps->store, &ps->knobs, key, key_len,
+                      ps->mode == PASS_APPLY && cert && ckey ? &ca : NULL, &bdiags, &r) < 0) {
+        const char *m = first_error(&bdiags, b->name, NULL);
+        bi->error = arena_printf(a, "sidecar config: %s", m ? m : "cannot be rendered");
+        goto out;
+    }
+
+    /* Subnets: keep the one recorded on our existing network, else allocate. */
+    const char *sub[2] = {NULL, NULL};
+    enum desired_role nroles[2] = {ROLE_INT, ROLE_EGR};
+    for (int j = 0; j < 2; j++) {
+        const char *nm = desired_name(a, o->name_prefix, b->name, nroles[j]);
+        const struct engine_network *n = plan_find_network(&ps->nets, nm);
+        if (n && plan_is_ours(&n->labels, ps->instance)) {
+            const char *s = engine_kvs_get(&n->labels, LABEL_SUBNET);
+            sub[j] = s ? s : n->subnet;
+        }
+    }
+    size_t need = (size_t)(!sub[0]) + (size_t)(!sub[1]);
+    if (need) {
+        char got[2][DESIRED_SUBNET_STR_MAX];
+        rc = subnet_alloc(pool, ps->used, ps->n_used, need, got);
+        if (rc) {
+            bi->error = arena_printf(a, "no free /28 in --subnet-pool %s%s", pool,
+                                     rc == BD_E_INVAL ? " (a network's subnet is malformed)" : "");
+            goto out;
+        }
+        size_t g = 0;
+        for (int j = 0; j < 2; j++)
+            if (!sub[j]) {
+                sub[j] = ps->used[ps->n_used++] = arena_strdup(a, got[g++]);
+            }
+    }
+
+    struct desired_opts dopt = {
+        .instance = ps->instance ? ps->instance : NEW_INSTANCE,
+        .name_prefix = o->name_prefix,
+        .proxy_image = ps->proxy_ref,
+        .proxy_image_id = proxy_id,
+        .agent_image_id = agent_id,
+        .int_subnet = sub[0],
+        .egr_subnet = sub[1],
+        .ca_cert_pem = cert ? cert : NO_CA_PEM,
+        .ca_cert_len = strlen(cert ? cert : NO_CA_PEM),
+        .config_hash = r->config_hash,
+        .skills_root = ps->set.root,
+    };
+    rc = desired_bottle(b, &dopt, &bdiags, &pbk->d);
+    if (rc) {
+        const char *m = first_error(&bdiags, b->name, NULL);
+        bi->error = arena_strdup(a, m ? m : "cannot compute its resources");
+        goto out;
+    }
+    bi->d = pbk->d;
+    if (ps->mode == PASS_APPLY) {
+        pbk->r = r; /* its CA files point into cert and ckey: keep them */
+        r = NULL;
+        pbk->ca_cert = cert;
+        pbk->ca_key = ckey;
+        cert = ckey = NULL;
+    }
+
+    const struct engine_container *px =
+        plan_find_container(&ps->ctrs, pbk->d->res[ROLE_PROXY].name);
+    const char *px_hash = px ? engine_kvs_get(&px->labels, LABEL_SPEC_HASH) : NULL;
+    if (px && plan_is_ours(&px->labels, ps->instance) && px->state &&
+        !strcmp(px->state, "running") && px_hash &&
+        !strcmp(px_hash, pbk->d->res[ROLE_PROXY].spec_hash))
+        query_config_hash(ps->e, px, bi, ps->hashes[k]);
+out:
+    render_output_free(r);
+    free(cert);
+    if (ckey) {
+        OPENSSL_cleanse(ckey, strlen(ckey));
+        free(ckey);
+    }
+    diag_list_release(&bdiags);
+    return ret;
+}
+
+int pass_prepare(struct pass *ps, const struct cmd *cmd, const struct opts *o, enum pass_mode mode)
+{
+    memset(ps, 0, sizeof(*ps));
+    ps->cmd = cmd;
+    ps->o = o;
+    ps->mode = mode;
+    arena_init(&ps->a);
+    diag_list_init(&ps->diags);
+    ps->images = xcalloc(1, sizeof(struct image_cache));
+    ps->proxy_ref = o->proxy_image ? xstrdup(o->proxy_image)
+                                   : xasprintf("localhost/bottled-proxy:%s", BOTTLED_VERSION);
+    int rc;
+
+    /* bottled's own configuration first: any problem here is exit 2. */
+    ps->state_dir = opts_state_dir(o);
+    if (!ps->state_dir)
+        return fail_config(ps);
+    if ((rc = check_config(ps)) != 0)
+        return rc;
+    if ((rc = open_state(ps)) != 0)
+        return rc;
+    ps->instance = ps->st ? state_instance_id(ps->st) : o->instance;
+
+    ps->have_set = 1;
+    if (manifest_set_load(&ps->set, o->dir, &ps->diags) < 0) {
+        diag_list_sort(&ps->diags);
+        diag_print_text(&ps->diags, stderr);
+        usage_error(cmd, "cannot read manifest directory '%s'", o->dir);
+        return fail_config(ps);
+    }
+    if (!o->quiet && !o->json && ps->diags.n) {
+        diag_list_sort(&ps->diags);
+        diag_print_text(&ps->diags, stderr);
+    }
+
+    char emsg[512] = "";
+    if (o->engine)
+        ps->engine_url = xstrdup(o->engine);
+    else if (engine_default_url(&ps->engine_url) != 0)
+        ps->engine_url = NULL;
+    rc = engine_open(ps->engine_url, &ps->e, emsg, sizeof(emsg));
+    if (rc) {
+        fprintf(stderr, "bottled: %s: engine: %s\n", cmd->name, emsg[0] ? emsg : bd_strerror(rc));
+        return EXIT_UNAVAIL;
+    }
+    /* One list call per kind, everything on the engine: foreign names are
+     * conflicts and every network's subnet is taken. */
+    if (engine_network_list(ps->e, NULL, &ps->nets) || engine_volume_list(ps->e, NULL, &ps->vols) ||
+        engine_container_list(ps->e, NULL, &ps->ctrs)) {
+        fprintf(stderr, "bottled: %s: engine: %s\n", cmd->name, engine_errmsg(ps->e));
+        return EXIT_UNAVAIL;
+    }
+    struct manifest_set *set = &ps->set;
+    ps->used = xcalloc(ps->nets.n + 2 * set->n + 1, sizeof(*ps->used));
+    for (size_t i = 0; i < ps->nets.n; i++)
+        if (ps->nets.v[i].subnet)
+            ps->used[ps->n_used++] = ps->nets.v[i].subnet;
+
+    ps->in = xcalloc(set->n + 1, sizeof(*ps->in));
+    ps->pb = xcalloc(set->n + 1, sizeof(*ps->pb));
+    ps->hashes = xcalloc(set->n + 1, sizeof(*ps->hashes));
+    ps->keep = xcalloc(set->n + 1, sizeof(*ps->keep));
+
+    /* Bottles in name order, so subnets are picked the same way every time. */
+    for (size_t i = 0; i < set->n; i++) {
+        const struct bottle *decl = set->decls[i];
+        const struct bottle *b = set->bottles[i];
+        if (pass_find(ps, decl->name) >= 0)
+            continue;
+        if (set->dup[i] || !b || b->failed) {
+            const char *m = first_error(&ps->diags, decl->name, decl->path);
+            ps->in[ps->n].name = decl->name;
+            ps->in[ps->n].error =
+                arena_printf(&ps->a, "%s has errors%s%s", decl->path, m ? ": " : "", m ? m : "");
+            ps->pb[ps->n].path = decl->path;
+            ps->pb[ps->n].invalid = 1;
+            ps->n++;
+            continue;
+        }
+        if (b->abstract)
+            continue;
+        ps->in[ps->n].name = b->name;
+        ps->pb[ps->n].b = b;
+        ps->pb[ps->n].path = decl->path;
+        ps->n++;
+    }
+    /* sort both arrays together */
+    for (size_t i = 1; i < ps->n; i++)
+        for (size_t j = i; j > 0 && strcmp(ps->in[j - 1].name, ps->in[j].name) > 0; j--) {
+            struct plan_bottle_in t = ps->in[j];
+            ps->in[j] = ps->in[j - 1];
+            ps->in[j - 1] = t;
+            struct pass_bottle u = ps->pb[j];
+            ps->pb[j] = ps->pb[j - 1];
+            ps->pb[j - 1] = u;
+        }
+
+    for (size_t k = 0; k < ps->n; k++) {
+        manifest_hash(ps->pb[k].b, ps->pb[k].manifest_hash);
+        if (ps->in[k].error)
+            continue;
+        if ((rc = compute_bottle(ps, k)) != 0)
+            return rc;
+    }
+    /* Invalid ones (not in in[] as runnable) keep their resources. */
+    for (size_t k = 0; k < ps->n; k++)
+        if (ps->pb[k].invalid)
+            ps->keep[ps->n_keep++] = ps->in[k].name;
+    if (!set->complete) {
+        ps->blocked = xcalloc(ps->diags.n + 1, sizeof(*ps->blocked));
+        for (size_t k = 0; k < ps->diags.n; k++) {
+            if (ps->diags.v[k].level != DIAG_ERROR)
+                continue;
+            int dup = 0;
+            for (size_t j = 0; j < ps->n_blocked; j++)
+                dup |= !strcmp(ps->blocked[j], ps->diags.v[k].path);
+            if (!dup)
+                ps->blocked[ps->n_blocked++] = ps->diags.v[k].path;
+        }
+        if (!ps->n_blocked)
+            ps->blocked[ps->n_blocked++] = o->dir;
+    }
+    return pass_plan(ps);
+}
+
+int pass_plan(struct pass *ps)
+{
+    const struct opts *o = ps->o;
+    plan_free(ps->plan);
+    ps->plan = NULL;
+    struct plan_in pin = {
+        .instance = ps->instance,
+        .bottles = ps->in,
+        .n_bottles = ps->n,
+        .keep = ps->keep,
+        .n_keep = ps->n_keep,
+        .complete = ps->set.complete,
+        .blocked_by = ps->blocked,
+        .n_blocked_by = ps->n_blocked,
+        .allow_empty = o->allow_empty,
+        .force = o->force,
+        .max_deletes = o->max_deletes,
+        .approved = ps->approved,
+        .n_approved = ps->n_approved,
+        .networks = &ps->nets,
+        .volumes = &ps->vols,
+        .containers = &ps->ctrs,
+    };
+    if (plan_compute(&pin, &ps->plan) < 0) {
+        fprintf(stderr, "bottled: %s: internal error\n", ps->cmd->name);
+        return EXIT_FAILED;
+    }
+    return 0;
+}
+
+void pass_release(struct pass *ps)
+{
+    plan_free(ps->plan);
+    for (size_t k = 0; ps->pb && k < ps->n; k++) {
+        desired_free(ps->pb[k].d);
+        render_output_free(ps->pb[k].r);
+        free(ps->pb[k].ca_cert);
+        if (ps->pb[k].ca_key) {
+            OPENSSL_cleanse(ps->pb[k].ca_key, strlen(ps->pb[k].ca_key));
+            free(ps->pb[k].ca_key);
+        }
+    }
+    free(ps->pb);
+    free(ps->in);
+    free(ps->hashes);
+    free(ps->keep);
+    free(ps->blocked);
+    free(ps->approved);
+    free(ps->used);
+    if (ps->images) {
+        image_cache_release(ps->images);
+        free(ps->images);
+    }
+    engine_container_list_release(&ps->ctrs);
+    engine_volume_list_release(&ps->vols);
+    engine_network_list_release(&ps->nets);
+    engine_close(ps->e);
+    if (ps->have_set)
+        manifest_set_release(&ps->set);
+    state_close(ps->st);
+    if (ps->have_knobs)
+        render_knobs_release(&ps->knobs);
+    secret_store_free(ps->store);
+    free(ps->state_dir);
+    free(ps->engine_url);
+    free(ps->proxy_ref);
+    arena_release(&ps->a);
+    diag_list_release(&ps->diags);
+    memset(ps, 0, sizeof(*ps));
+}

@@ -1,0 +1,104 @@
+/*
+ * pass.h - one reconcile pass's inputs: bottled's configuration checked,
+ * the state dir opened, the manifests loaded, one snapshot of the engine
+ * (one list call per kind), each bottle's desired resources and sidecar
+ * config, and the plan computed from them.  `plan` prints it; `reconcile`
+ * and `gc` apply it (apply.h).
+ *
+ * Modes:
+ *   PASS_READONLY  plan, reconcile --dry-run: the state dir is opened
+ *                  STATE_RDONLY (a missing one means a new instance), no CA
+ *                  is minted, nothing is written anywhere.
+ *   PASS_APPLY     reconcile, gc: the state dir is opened STATE_EXCLUSIVE
+ *                  (the lock, before anything else is touched), each
+ *                  bottle's CA is minted on first use and its sidecar
+ *                  config rendered with it, ready for delivery.
+ *
+ * Order of checks (architecture.md's exit codes): bottled's own
+ * configuration (flags, secrets file, --proxy-* knobs, state dir
+ * permissions) first, exit 2; then the lock and the engine, exit 3; only
+ * then is any bottle looked at.
+ */
+#ifndef BOTTLED_PASS_H
+#define BOTTLED_PASS_H
+
+#include <stddef.h>
+
+#include "arena.h"
+#include "desired.h"
+#include "diag.h"
+#include "engine.h"
+#include "loader.h"
+#include "opts.h"
+#include "plan.h"
+#include "render.h"
+#include "secrets.h"
+#include "state.h"
+
+enum pass_mode {
+    PASS_READONLY,
+    PASS_APPLY,
+};
+
+/* One bottle of the snapshot, indexed like pass.in[]. */
+struct pass_bottle {
+    const struct bottle *b;  /* NULL for a bottle that failed before resolving */
+    const char *path;        /* its manifest file */
+    struct desired *d;       /* NULL: failed (in[].error says why) */
+    struct render_output *r; /* PASS_APPLY: the generation to deliver (with the CA) */
+    char *ca_cert, *ca_key;  /* PASS_APPLY: the CA r's files borrow (key wiped on release) */
+    char manifest_hash[65];  /* sha256 of the manifest file's bytes, "" if unknown */
+    int invalid;             /* the manifest has errors: Stalled until it changes */
+};
+
+struct pass {
+    const struct cmd *cmd;
+    const struct opts *o;
+    enum pass_mode mode;
+    char *state_dir;
+    struct state *st;     /* NULL in PASS_READONLY when there is no state dir yet */
+    const char *instance; /* NULL: a new instance (read-only mode only) */
+    char *engine_url;
+    struct engine *e;
+    struct secret_store *store;
+    struct render_knobs knobs;
+    int have_knobs;
+    struct manifest_set set;
+    int have_set;
+    struct diag_list diags; /* the manifests' diagnostics */
+    struct engine_network_list nets;
+    struct engine_volume_list vols;
+    struct engine_container_list ctrs;
+    struct plan_bottle_in *in; /* sorted by name */
+    struct pass_bottle *pb;    /* parallel to in[] */
+    size_t n;
+    const char **keep, **blocked, **approved;
+    size_t n_keep, n_blocked, n_approved;
+    char *proxy_ref;
+    struct plan *plan;
+    struct arena a;
+    /* internals */
+    const char **used;
+    size_t n_used;
+    char (*allocs)[DESIRED_SUBNET_STR_MAX];
+    char (*hashes)[SHA256_HEX_LEN + 1];
+    void *images;
+};
+
+/*
+ * Builds the pass and its plan.  Returns 0, or the exit code to end the
+ * command with after a message on stderr (EXIT_USAGE, or EXIT_FAILED when
+ * usage errors count as failures with --detailed-exitcode; EXIT_UNAVAIL).
+ * pass_release() must be called either way.
+ */
+int pass_prepare(struct pass *ps, const struct cmd *cmd, const struct opts *o, enum pass_mode mode);
+void pass_release(struct pass *ps);
+
+/* (Re)computes ps->plan from the snapshot, e.g. after ps->approved changed;
+ * 0 or EXIT_FAILED. */
+int pass_plan(struct pass *ps);
+
+/* The index of bottle name in ps->in[], or -1. */
+long pass_find(const struct pass *ps, const char *name);
+
+#endif
