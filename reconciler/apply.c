@@ -802,7 +802,7 @@ static void recover_intents(struct apply *ap)
 
 /* ---- the report --------------------------------------------------------- */
 
-static void print_json(struct apply *ap, FILE *out)
+static void print_json(struct apply *ap, const struct apply_stats *st, FILE *out)
 {
     struct pass *ps = ap->ps;
     cJSON *o = cJSON_CreateObject();
@@ -838,6 +838,11 @@ static void print_json(struct apply *ap, FILE *out)
     cJSON *gb = cJSON_AddArrayToObject(o, "gc_blocked_by");
     for (size_t i = 0; i < ps->plan->n_gc_blocked_by; i++)
         cJSON_AddItemToArray(gb, cJSON_CreateString(ps->plan->gc_blocked_by[i]));
+    cJSON *sum = cJSON_AddObjectToObject(o, "summary");
+    cJSON_AddNumberToObject(sum, "actions", (double)st->actions);
+    cJSON_AddNumberToObject(sum, "failed", (double)st->failed);
+    cJSON_AddNumberToObject(sum, "refused", (double)st->refused);
+    cJSON_AddNumberToObject(sum, "engine_changes", (double)st->mutations);
     char *text = cJSON_Print(o);
     fputs(text, out);
     fputc('\n', out);
@@ -963,7 +968,7 @@ int apply_pass(struct pass *ps, enum apply_scope scope, FILE *out, struct apply_
     (void)state_pass_end(ps->st, ap.pass_id, (int)stats->actions, (int)stats->failed,
                          p->n_gc_blocked_by ? p->gc_blocked_by[0] : NULL);
     if (ps->o->json) {
-        print_json(&ap, out);
+        print_json(&ap, stats, out);
     } else if (!ps->o->quiet) {
         for (size_t i = 0; i < p->n_gc_blocked_by; i++)
             fprintf(out, "gc blocked by %s\n", p->gc_blocked_by[i]);
