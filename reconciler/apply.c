@@ -12,6 +12,7 @@
 #include <cjson/cJSON.h>
 #include <openssl/crypto.h>
 
+#include "admin.h"
 #include "apply.h"
 #include "err.h"
 #include "hash.h"
@@ -19,7 +20,6 @@
 
 #define PROXY_UID    10099
 #define PROXY_GID    10099
-#define ADMIN_BASE   "http://127.0.0.1:9098"
 #define BACKOFF_MIN  1
 #define BACKOFF_MAX  300
 #define STOP_TIMEOUT 10
@@ -228,62 +228,46 @@ static int exec_out(struct engine *e, const char *c, const char *const *argv, in
     return rc;
 }
 
-/* What the running sidecar's admin endpoint says at path; malloc'd or NULL. */
-static char *admin_get(struct engine *e, const char *c, const char *path)
-{
-    char url[128];
-    snprintf(url, sizeof(url), "%s%s", ADMIN_BASE, path);
-    const char *argv[] = {"curl", "-s", "--max-time", "2", "-w", "\n%{http_code}", url, NULL};
-    struct engine_exec_result r;
-    char *ret = NULL;
-    if (exec_out(e, c, argv, 10, &r) == 0 && r.exit_code == 0 && r.out.len) {
-        ret = xmalloc(r.out.len + 1);
-        memcpy(ret, r.out.data, r.out.len);
-        ret[r.out.len] = '\0';
-    }
-    engine_exec_result_release(&r);
-    return ret;
-}
-
 /* Waits until the sidecar answers /healthz with 200 and serves want_hash. */
-static int wait_sidecar(struct worker *w, const char *c, const char *want_hash, char **why)
+static int wait_sidecar(struct worker *w, const char *c, const char *ip, const char *want_hash,
+                        char **why)
 {
     long deadline = now_ms() + APPLY_HEALTHZ_TIMEOUT * 1000L;
     int tries = 0;
     const char *last = "no answer";
-    char *body = NULL;
     while (now_ms() < deadline) {
-        free(body);
-        body = admin_get(w->e, c, "/healthz");
-        const char *nl = body ? strrchr(body, '\n') : NULL;
-        if (nl && !strcmp(nl + 1, "200")) {
+        long code = 0;
+        char *body = NULL;
+        if (sidecar_admin_get(w->e, c, ip, "/healthz", &code, &body) == 0) {
             free(body);
-            body = admin_get(w->e, c, "/config-hash");
-            if (body && !strncmp(body, want_hash, SHA256_HEX_LEN)) {
-                free(body);
-                return 0;
+            body = NULL;
+            if (code == 200) {
+                if (sidecar_admin_get(w->e, c, ip, "/config-hash", &code, &body) == 0 &&
+                    code == 200 && !strncmp(body, want_hash, SHA256_HEX_LEN)) {
+                    free(body);
+                    return 0;
+                }
+                last = "it serves another config hash";
+            } else {
+                last = "/healthz is not 200 yet";
             }
-            last = "it serves another config hash";
-        } else if (nl) {
-            last = "/healthz is not 200 yet";
         }
+        free(body);
         if (++tries % 5 == 0) {
             struct engine_container_info info;
             if (engine_container_inspect(w->e, c, &info) == 0) {
-                int running = info.running, code = info.exit_code;
+                int running = info.running, status = info.exit_code;
                 engine_container_info_release(&info);
                 if (!running) {
-                    free(body);
                     *why = xasprintf("the sidecar exited (status %d) before it was ready; see "
                                      "the container's logs",
-                                     code);
+                                     status);
                     return BD_E_UNAVAIL;
                 }
             }
         }
-        usleep(200 * 1000);
+        usleep(100 * 1000);
     }
-    free(body);
     *why = xasprintf("the sidecar was not ready within %d s (%s)", APPLY_HEALTHZ_TIMEOUT, last);
     return BD_E_UNAVAIL;
 }
@@ -432,7 +416,8 @@ static int start_container(struct worker *w, struct job *j, const struct pass_bo
     confirm(w->ap, id);
     if (role == ROLE_PROXY) {
         char *why = NULL;
-        rc = wait_sidecar(w, name, d->config_hash, &why);
+        rc = wait_sidecar(w, name, d->res[ROLE_PROXY].container.endpoints[0].ipv4, d->config_hash,
+                          &why);
         if (rc) {
             job_fail(j, "%s: %s", name, why);
             free(why);
@@ -461,7 +446,8 @@ static int deliver(struct worker *w, struct job *j, const struct pass_bottle *pb
     }
     confirm(w->ap, id);
     char *why = NULL;
-    rc = wait_sidecar(w, name, d->config_hash, &why);
+    rc =
+        wait_sidecar(w, name, d->res[ROLE_PROXY].container.endpoints[0].ipv4, d->config_hash, &why);
     if (rc) {
         job_fail(j, "%s after reload: %s", name, why);
         free(why);

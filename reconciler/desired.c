@@ -388,6 +388,11 @@ static void build_proxy(struct ctx *c)
     k->image = arena_strdup(&d->arena, c->o->proxy_image_id);
     engine_strv_add(&k->cmd, "--config");
     engine_strv_add(&k->cmd, "/cfg");
+    /* the admin endpoint on the egress side only: the agent cannot reach it */
+    engine_strv_add(&k->cmd, "--admin");
+    engine_strv_add(&k->cmd, arena_printf(&d->arena, "%s:%d",
+                                          host_addr(&d->arena, c->o->egr_subnet, HOST_PROXY),
+                                          DESIRED_ADMIN_PORT));
     spec_labels(c, ROLE_PROXY, &k->labels);
     /* egress first: the first network is the default route and resolver */
     k->endpoints[0].network = d->res[ROLE_EGR].name;

@@ -6,6 +6,7 @@
 
 #include <openssl/crypto.h>
 
+#include "admin.h"
 #include "build_config.h"
 #include "buf.h"
 #include "canonical.h"
@@ -14,7 +15,6 @@
 #include "pass.h"
 #include "xalloc.h"
 
-#define ADMIN_CONFIG_HASH "http://127.0.0.1:9098/config-hash"
 /* Stands in for a bottle CA that is not minted yet: only a create uses it. */
 #define NO_CA_PEM    "-----BEGIN CERTIFICATE-----\nbm8gQ0EgeWV0\n-----END CERTIFICATE-----\n"
 #define NEW_INSTANCE "000000000000"
@@ -72,31 +72,22 @@ static const char *first_error(const struct diag_list *l, const char *name, cons
 
 /* Asks a running sidecar of ours (one that is kept: same spec hash) for
  * the config hash it serves. */
-static void query_config_hash(struct engine *e, const struct engine_container *c,
+static void query_config_hash(struct engine *e, const struct engine_container *c, const char *ip,
                               struct plan_bottle_in *bi, char out[SHA256_HEX_LEN + 1])
 {
-    struct engine_exec_spec spec = {0};
-    engine_strv_add(&spec.cmd, "curl");
-    engine_strv_add(&spec.cmd, "-s");
-    engine_strv_add(&spec.cmd, "--max-time");
-    engine_strv_add(&spec.cmd, "2");
-    engine_strv_add(&spec.cmd, ADMIN_CONFIG_HASH);
-    spec.max_output = 4096;
-    spec.timeout_s = 10;
-    struct engine_exec_result r = {0};
+    long code = 0;
+    char *body = NULL;
     bi->config_state = PLAN_CONFIG_UNKNOWN;
-    if (engine_exec(e, c->id, &spec, &r) == 0 && r.exit_code == 0 && r.out.len >= SHA256_HEX_LEN) {
-        const char *s = r.out.data;
-        size_t n = strspn(s, "0123456789abcdef");
-        if (n == SHA256_HEX_LEN && (r.out.len == n || s[n] == '\n')) {
-            memcpy(out, s, SHA256_HEX_LEN);
+    if (sidecar_admin_get(e, c->id, ip, "/config-hash", &code, &body) == 0 && code == 200) {
+        size_t n = strspn(body, "0123456789abcdef");
+        if (n == SHA256_HEX_LEN && (body[n] == '\0' || body[n] == '\n')) {
+            memcpy(out, body, SHA256_HEX_LEN);
             out[SHA256_HEX_LEN] = '\0';
             bi->config_hash = out;
             bi->config_state = PLAN_CONFIG_KNOWN;
         }
     }
-    engine_exec_result_release(&r);
-    engine_strv_release(&spec.cmd);
+    free(body);
 }
 
 long pass_find(const struct pass *ps, const char *name)
@@ -313,7 +304,8 @@ static int compute_bottle(struct pass *ps, size_t k)
     if (px && plan_is_ours(&px->labels, ps->instance) && px->state &&
         !strcmp(px->state, "running") && px_hash &&
         !strcmp(px_hash, pbk->d->res[ROLE_PROXY].spec_hash))
-        query_config_hash(ps->e, px, bi, ps->hashes[k]);
+        query_config_hash(ps->e, px, pbk->d->res[ROLE_PROXY].container.endpoints[0].ipv4, bi,
+                          ps->hashes[k]);
 out:
     render_output_free(r);
     free(cert);

@@ -298,9 +298,12 @@ static void test_proxy(void **state)
     struct desired *d = desired_of("a", "web", NULL);
     const struct engine_container_spec *p = &d->res[ROLE_PROXY].container;
     assert_string_equal(p->image, PROXY_ID);
-    assert_int_equal(p->cmd.n, 2);
+    assert_int_equal(p->cmd.n, 4);
     assert_string_equal(p->cmd.v[0], "--config");
     assert_string_equal(p->cmd.v[1], "/cfg");
+    /* the admin endpoint on the egress address only */
+    assert_string_equal(p->cmd.v[2], "--admin");
+    assert_string_equal(p->cmd.v[3], "10.213.0.18:9098");
     assert_int_equal(p->entrypoint.n, 0);
     assert_null(p->user);
     assert_int_equal(p->env.n, 0);
