@@ -695,23 +695,31 @@ static void record_bottle(struct apply *ap, struct job *j)
         state_bottle_release(&old);
 }
 
-/* Resource rows from a fresh listing (engine ids of what now exists). */
-static int record_resources(struct apply *ap, struct engine *e)
+/* Resource rows with the engine ids of what exists now: from a fresh
+ * listing after changes, else from the pass's snapshot (still current). */
+static int record_resources(struct apply *ap, struct engine *e, int fresh)
 {
     struct pass *ps = ap->ps;
-    struct engine_strv f = {0};
-    char *lab = xasprintf("%s=%s", LABEL_INSTANCE, ps->instance);
-    engine_strv_add(&f, lab);
-    free(lab);
-    struct engine_network_list nets = {0};
-    struct engine_volume_list vols = {0};
-    struct engine_container_list ctrs = {0};
-    int rc = engine_network_list(e, &f, &nets);
-    if (!rc)
-        rc = engine_volume_list(e, &f, &vols);
-    if (!rc)
-        rc = engine_container_list(e, &f, &ctrs);
-    engine_strv_release(&f);
+    struct engine_network_list fnets = {0};
+    struct engine_volume_list fvols = {0};
+    struct engine_container_list fctrs = {0};
+    const struct engine_network_list *nets = &ps->nets;
+    const struct engine_volume_list *vols = &ps->vols;
+    const struct engine_container_list *ctrs = &ps->ctrs;
+    int rc = 0;
+    if (fresh) {
+        struct engine_strv f = {0};
+        char *lab = xasprintf("%s=%s", LABEL_INSTANCE, ps->instance);
+        engine_strv_add(&f, lab);
+        free(lab);
+        rc = engine_network_list(e, &f, &fnets);
+        if (!rc)
+            rc = engine_volume_list(e, &f, &fvols);
+        if (!rc)
+            rc = engine_container_list(e, &f, &fctrs);
+        engine_strv_release(&f);
+        nets = &fnets, vols = &fvols, ctrs = &fctrs;
+    }
     if (rc)
         goto out;
     for (size_t k = 0; k < ps->n; k++) {
@@ -723,19 +731,22 @@ static int record_resources(struct apply *ap, struct engine *e)
             const char *id = NULL, *hash = NULL;
             const struct engine_kvs *labels = NULL;
             if (res->kind == DESIRED_NETWORK) {
-                const struct engine_network *n = plan_find_network(&nets, res->name);
+                const struct engine_network *n = plan_find_network(nets, res->name);
                 if (n)
                     id = n->id, labels = &n->labels;
             } else if (res->kind == DESIRED_VOLUME) {
-                for (size_t i = 0; i < vols.n; i++)
-                    if (!strcmp(vols.v[i].name, res->name))
-                        id = vols.v[i].name, labels = &vols.v[i].labels;
+                for (size_t i = 0; i < vols->n; i++)
+                    if (!strcmp(vols->v[i].name, res->name))
+                        id = vols->v[i].name, labels = &vols->v[i].labels;
             } else {
-                const struct engine_container *c = plan_find_container(&ctrs, res->name);
+                const struct engine_container *c = plan_find_container(ctrs, res->name);
                 if (c)
                     id = c->id, labels = &c->labels;
             }
             if (!labels || !plan_is_ours(labels, ps->instance))
+                continue;
+            /* a container whose immutable fields differ is recreated: not recorded */
+            if (res->kind == DESIRED_CONTAINER && ps->in[k].immutable_drift[r] && !fresh)
                 continue;
             hash = engine_kvs_get(labels, LABEL_SPEC_HASH);
             struct state_resource sr = {.bottle = d->bottle,
@@ -747,9 +758,9 @@ static int record_resources(struct apply *ap, struct engine *e)
         }
     }
 out:
-    engine_network_list_release(&nets);
-    engine_volume_list_release(&vols);
-    engine_container_list_release(&ctrs);
+    engine_network_list_release(&fnets);
+    engine_volume_list_release(&fvols);
+    engine_container_list_release(&fctrs);
     return rc;
 }
 
@@ -930,8 +941,7 @@ int apply_pass(struct pass *ps, enum apply_scope scope, FILE *out, struct apply_
     if (state_begin(ps->st) == 0) {
         for (size_t i = 0; i < ap.n_jobs; i++)
             record_bottle(&ap, &ap.jobs[i]);
-        if (ap.mutations)
-            (void)record_resources(&ap, ps->e);
+        (void)record_resources(&ap, ps->e, ap.mutations != 0);
         (void)state_commit(ps->st);
     }
     for (size_t i = 0; i < ap.n_jobs; i++) {

@@ -90,6 +90,77 @@ static void query_config_hash(struct engine *e, const struct engine_container *c
     free(body);
 }
 
+/* Was this container id inspected and recorded by an earlier pass? */
+struct known_id {
+    const char *role, *id;
+    int found;
+};
+
+static int known_id_cb(const struct state_resource *r, void *arg)
+{
+    struct known_id *k = arg;
+    if (r->role && r->engine_id && !strcmp(r->role, k->role) && !strcmp(r->engine_id, k->id))
+        k->found = 1;
+    return 0;
+}
+
+static int strv_has(const struct engine_strv *v, const char *s)
+{
+    for (size_t i = 0; i < v->n; i++)
+        if (!strcmp(v->v[i], s))
+            return 1;
+    return 0;
+}
+
+/*
+ * The fields that cannot change after create, for containers of ours whose
+ * id no earlier pass recorded (a new id: created by a run that crashed
+ * before recording it, by hand with our labels, or the database was lost).
+ * Recorded ids were checked when they were new.
+ */
+static void immutable_check(struct pass *ps, size_t k)
+{
+    static const enum desired_role roles[] = {ROLE_PROXY, ROLE_AGENT};
+    const struct desired *d = ps->pb[k].d;
+    for (size_t i = 0; i < sizeof(roles) / sizeof(*roles); i++) {
+        const struct desired_resource *res = &d->res[roles[i]];
+        const struct engine_container *c = plan_find_container(&ps->ctrs, res->name);
+        if (!c || !c->id || !plan_is_ours(&c->labels, ps->instance))
+            continue;
+        const char *hash = engine_kvs_get(&c->labels, LABEL_SPEC_HASH);
+        if (!hash || strcmp(hash, res->spec_hash))
+            continue; /* recreated anyway */
+        struct known_id kid = {desired_role_name(res->role), c->id, 0};
+        if (ps->st)
+            (void)state_resources_each(ps->st, d->bottle, known_id_cb, &kid);
+        if (kid.found)
+            continue;
+        struct engine_container_info info;
+        if (engine_container_inspect(ps->e, c->id, &info) != 0)
+            continue;
+        const struct engine_container_spec *want = &res->container;
+        const char *why = NULL;
+        if (info.privileged)
+            why = "drift: privileged";
+        for (size_t j = 0; !why && j < info.caps.n; j++)
+            if (!strv_has(&want->cap_add, info.caps.v[j]))
+                why = arena_printf(&ps->a, "drift: capability %s", info.caps.v[j]);
+        for (size_t j = 0; !why && j < want->cap_add.n; j++)
+            if (!strv_has(&info.caps, want->cap_add.v[j]))
+                why = arena_printf(&ps->a, "drift: capability %s missing", want->cap_add.v[j]);
+        if (!why && want->no_new_privileges) {
+            int nnp = 0;
+            for (size_t j = 0; j < info.security_opt.n; j++)
+                nnp |= !strncmp(info.security_opt.v[j], "no-new-privileges", 17) &&
+                       !strstr(info.security_opt.v[j], "false");
+            if (!nnp)
+                why = "drift: no-new-privileges missing";
+        }
+        ps->in[k].immutable_drift[roles[i]] = why;
+        engine_container_info_release(&info);
+    }
+}
+
 long pass_find(const struct pass *ps, const char *name)
 {
     for (size_t k = 0; k < ps->n; k++)
@@ -420,6 +491,8 @@ int pass_prepare(struct pass *ps, const struct cmd *cmd, const struct opts *o, e
             continue;
         if ((rc = compute_bottle(ps, k)) != 0)
             return rc;
+        if (ps->pb[k].d)
+            immutable_check(ps, k);
     }
     /* Invalid ones (not in in[] as runnable) keep their resources. */
     for (size_t k = 0; k < ps->n; k++)

@@ -380,6 +380,8 @@ static void plan_desired(struct builder *b, const struct plan_in *in,
             has[r] = 1;
         } else if (res->kind == DESIRED_CONTAINER) {
             char *drift = container_drift(a, &res->container, obj);
+            if (!drift && bi->immutable_drift[r])
+                drift = arena_strdup(a, bi->immutable_drift[r]);
             if (drift) {
                 act[r] = PLAN_RECREATE;
                 cause[r] = drift;

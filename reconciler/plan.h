@@ -26,6 +26,8 @@
  *              "network int recreated" ...              a network or volume it uses
  *                                                       is (re)created
  *              "no CA yet"                              agent, CA not minted yet
+ *              immutable_drift[role]                    caps, privileged, security
+ *                                                       options differ (inspect)
  *   start      "not running (exited)"                   container present, stopped
  *   deliver    "config changed" / "config hash unknown" sidecar present and kept,
  *                                                       its config hash differs or
@@ -70,6 +72,10 @@ struct plan_bottle_in {
     int no_ca; /* the bottle CA does not exist yet: the agent's spec is not final */
     enum plan_config_state config_state;
     const char *config_hash; /* PLAN_CONFIG_KNOWN: what the sidecar reports */
+    /* Per role: why the fields that cannot change after create (capabilities,
+     * privileged, security options), inspected once per new container id,
+     * differ from the spec; NULL when they agree or were not inspected. */
+    const char *immutable_drift[ROLE__COUNT];
 };
 
 struct plan_in {

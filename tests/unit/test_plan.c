@@ -460,6 +460,18 @@ static void test_drift(void **state)
     expect(p, 0, "web", PLAN_CHANGES, bind, 1);
     plan_free(p);
 
+    /* Immutable fields the caller inspected (a new container id) differ. */
+    snap_release(&s);
+    memset(&s, 0, sizeof(s));
+    applied(&s, d);
+    b.immutable_drift[ROLE_AGENT] = "drift: capability NET_ADMIN";
+    p = run(&in);
+    static const char *const caps[] = {
+        "recreate agent bottle-web-agent drift: capability NET_ADMIN"};
+    expect(p, 0, "web", PLAN_CHANGES, caps, 1);
+    plan_free(p);
+    b.immutable_drift[ROLE_AGENT] = NULL;
+
     snap_release(&s);
     desired_free(d);
 }
