@@ -10,6 +10,7 @@
 int cmd_validate(const struct cmd *cmd, struct opts *o, int argc, char **argv);
 int cmd_show(const struct cmd *cmd, struct opts *o, int argc, char **argv);
 int cmd_plan(const struct cmd *cmd, struct opts *o, int argc, char **argv);
+int cmd_status(const struct cmd *cmd, struct opts *o, int argc, char **argv);
 int cmd_render(const struct cmd *cmd, struct opts *o, int argc, char **argv);
 int cmd_version(const struct cmd *cmd, struct opts *o, int argc, char **argv);
 

@@ -41,6 +41,7 @@ static const enum opt_id plan_flags[] = {OPT_DIR,
                                          OPT_JSON,
                                          OPT_QUIET,
                                          OPT_VERBOSE};
+static const enum opt_id status_flags[] = {OPT_STATE_DIR, OPT_JSON, OPT_QUIET, OPT_VERBOSE};
 static const enum opt_id version_flags[] = {OPT_JSON};
 
 #define FLAGS(a) (a), (int)(sizeof(a) / sizeof((a)[0]))
@@ -71,6 +72,23 @@ static const struct cmd commands[] = {
      "refused, 2 bottled's own configuration is wrong (1 with --detailed-exitcode), 3 engine\n"
      "or state unreachable.",
      FLAGS(plan_flags)},
+    {"status", cmd_status, "[NAME...]",
+     "Show the bottles' phase, last error and resources, and the recent passes.",
+     "Prints what the state database recorded: the instance, the last reconcile pass (when,\n"
+     "how long, changes, failures) and \"gc blocked by PATH\" when the last finished pass could\n"
+     "not delete anything because its snapshot was incomplete; then per bottle its phase\n"
+     "(Ready, Reconciling, Stalled, Degraded, Deleting), reason, last error, manifest hash,\n"
+     "generation, failures, last update, next retry, and its resources (role, engine name,\n"
+     "engine id).  -v adds the spec and config hashes, each bottle's last 5 events and the\n"
+     "last 5 passes.  -q prints only a blocked gc and the bottles that are not Ready, one line\n"
+     "each.  --json prints all of it, times as ISO 8601 UTC.  NAME shows only those bottles.\n"
+     "Read-only: works while watch runs; it shows what the passes recorded, it does not ask\n"
+     "the engine.\n\n"
+     "Exit status: 0 shown, whatever the phases (status is informational; -q or --json tell\n"
+     "which bottles are not Ready), also when nothing was reconciled yet; 1 a NAME the state\n"
+     "does not know; 2 usage error, or the state dir's mode or owner is wrong; 3 the state\n"
+     "database cannot be read (unreadable, busy, another schema version).",
+     FLAGS(status_flags)},
     {"render", cmd_render, "NAME", "Print the sidecar configuration of one bottle, secrets masked.",
      "Prints, as JSON, the routes.json and secrets.json the bottle's sidecar would get (every\n"
      "secret value replaced by \"<masked>\") and their config hash, which changes whenever a\n"
@@ -87,8 +105,12 @@ static void print_main_help(FILE *out)
     fprintf(out, "Usage: bottled COMMAND [OPTIONS] [ARGS]\n\n"
                  "bottled keeps AI-agent sandboxes (bottles) equal to a directory of manifests.\n\n"
                  "Commands:\n");
+    int width = 0;
     for (size_t i = 0; i < sizeof(commands) / sizeof(*commands); i++)
-        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        if ((int)strlen(commands[i].name) > width)
+            width = (int)strlen(commands[i].name);
+    for (size_t i = 0; i < sizeof(commands) / sizeof(*commands); i++)
+        fprintf(out, "  %-*s %s\n", width, commands[i].name, commands[i].summary);
     fprintf(out, "\nRun 'bottled COMMAND --help' for a command's options.\n");
 }
 
