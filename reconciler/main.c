@@ -42,6 +42,7 @@ static const enum opt_id plan_flags[] = {OPT_DIR,
                                          OPT_QUIET,
                                          OPT_VERBOSE};
 static const enum opt_id status_flags[] = {OPT_STATE_DIR, OPT_JSON, OPT_QUIET, OPT_VERBOSE};
+static const enum opt_id approve_flags[] = {OPT_STATE_DIR, OPT_JSON, OPT_QUIET};
 static const enum opt_id version_flags[] = {OPT_JSON};
 
 #define FLAGS(a) (a), (int)(sizeof(a) / sizeof((a)[0]))
@@ -97,6 +98,20 @@ static const struct cmd commands[] = {
      "Exit status: 0 rendered, 1 no such bottle, it has errors, or a route's secret is missing\n"
      "or bound to other hosts, 2 usage error or unusable secrets file, flags or state dir.",
      FLAGS(render_flags)},
+    {"approve-deletes", cmd_approve_deletes, "NAME...",
+     "Approve, once, the deletion of bottles a guard refused.",
+     "A pass refuses to delete bottles whose manifests are gone when there are more than\n"
+     "--max-deletes of them, or when no manifest is left and --allow-empty was not given; the\n"
+     "bottles stay (Stalled in watch).  This records a one-shot approval for each NAME in the\n"
+     "state database: the next pass that would delete that bottle takes the approval and\n"
+     "deletes it.  It works while watch runs.  Only a bottle the state knows is approved: an\n"
+     "unknown NAME is refused and nothing is recorded for it.  A known bottle that is not\n"
+     "Stalled is approved with a note, since the approval then waits for a later refusal.\n"
+     "--json prints {\"approved\": [NAME...], \"unknown\": [NAME...]}.\n\n"
+     "Exit status: 0 every NAME approved; 1 a NAME unknown (the others are approved); 2 usage\n"
+     "error, no state yet, or the state dir's mode or owner is wrong; 3 the state database\n"
+     "cannot be written (busy, unreadable, another schema version).",
+     FLAGS(approve_flags)},
     {"version", cmd_version, NULL, "Print versions and build options.", NULL, FLAGS(version_flags)},
 };
 

@@ -4,7 +4,7 @@
 
 run "$BOTTLED" --help
 expect_rc 0 "bottled --help"
-for c in validate show version status; do
+for c in validate show version status approve-deletes; do
     expect_in "$TMP/out" "  $c " "--help lists $c"
 done
 
@@ -44,13 +44,14 @@ run "$BOTTLED" show --help
 expect_rc 0 "show --help"
 expect_in "$TMP/out" "Usage: bottled show [OPTIONS] NAME" "show usage line"
 
-for c in status; do
+for c in status approve-deletes; do
     run "$BOTTLED" $c --help
     expect_rc 0 "$c --help"
     for f in "--state-dir DIR" "--json" "-q, --quiet" "BOTTLED_STATE_DIR" "Exit status"; do
         expect_in "$TMP/out" "$f" "$c --help mentions '$f'"
     done
 done
+expect_in "$TMP/out" "Usage: bottled approve-deletes [OPTIONS] NAME..." "approve-deletes usage line"
 
 run "$BOTTLED" version
 expect_rc 0 "version"
