@@ -12,7 +12,9 @@ int cmd_show(const struct cmd *cmd, struct opts *o, int argc, char **argv);
 int cmd_plan(const struct cmd *cmd, struct opts *o, int argc, char **argv);
 int cmd_reconcile(const struct cmd *cmd, struct opts *o, int argc, char **argv);
 int cmd_gc(const struct cmd *cmd, struct opts *o, int argc, char **argv);
+int cmd_status(const struct cmd *cmd, struct opts *o, int argc, char **argv);
 int cmd_render(const struct cmd *cmd, struct opts *o, int argc, char **argv);
+int cmd_approve_deletes(const struct cmd *cmd, struct opts *o, int argc, char **argv);
 int cmd_version(const struct cmd *cmd, struct opts *o, int argc, char **argv);
 
 /* Prints diagnostics as text (stderr) or as the JSON document of `validate --json` (stdout). */

@@ -69,6 +69,8 @@ static const enum opt_id gc_flags[] = {
     OPT_SUBNET_POOL, OPT_PROXY_IMAGE, OPT_SECRETS, OPT_SECRET_ENV,        OPT_ALLOW_EMPTY,
     OPT_MAX_DELETES, OPT_FORCE,       OPT_DRY_RUN, OPT_DETAILED_EXITCODE, OPT_JSON,
     OPT_QUIET,       OPT_VERBOSE};
+static const enum opt_id status_flags[] = {OPT_STATE_DIR, OPT_JSON, OPT_QUIET, OPT_VERBOSE};
+static const enum opt_id approve_flags[] = {OPT_STATE_DIR, OPT_JSON, OPT_QUIET};
 static const enum opt_id version_flags[] = {OPT_JSON};
 
 #define FLAGS(a) (a), (int)(sizeof(a) / sizeof((a)[0]))
@@ -119,6 +121,23 @@ static const struct cmd commands[] = {
      "state dir's lock; --dry-run only prints what would be removed.\n\n"
      "Exit status: as reconcile.",
      FLAGS(gc_flags)},
+    {"status", cmd_status, "[NAME...]",
+     "Show the bottles' phase, last error and resources, and the recent passes.",
+     "Prints what the state database recorded: the instance, the last reconcile pass (when,\n"
+     "how long, changes, failures) and \"gc blocked by PATH\" when the last finished pass could\n"
+     "not delete anything because its snapshot was incomplete; then per bottle its phase\n"
+     "(Ready, Reconciling, Stalled, Degraded, Deleting), reason, last error, manifest hash,\n"
+     "generation, failures, last update, next retry, and its resources (role, engine name,\n"
+     "engine id).  -v adds the spec and config hashes, each bottle's last 5 events and the\n"
+     "last 5 passes.  -q prints only a blocked gc and the bottles that are not Ready, one line\n"
+     "each.  --json prints all of it, times as ISO 8601 UTC.  NAME shows only those bottles.\n"
+     "Read-only: works while watch runs; it shows what the passes recorded, it does not ask\n"
+     "the engine.\n\n"
+     "Exit status: 0 shown, whatever the phases (status is informational; -q or --json tell\n"
+     "which bottles are not Ready), also when nothing was reconciled yet; 1 a NAME the state\n"
+     "does not know; 2 usage error, or the state dir's mode or owner is wrong; 3 the state\n"
+     "database cannot be read (unreadable, busy, another schema version).",
+     FLAGS(status_flags)},
     {"render", cmd_render, "NAME", "Print the sidecar configuration of one bottle, secrets masked.",
      "Prints, as JSON, the routes.json and secrets.json the bottle's sidecar would get (every\n"
      "secret value replaced by \"<masked>\") and their config hash, which changes whenever a\n"
@@ -127,6 +146,20 @@ static const struct cmd commands[] = {
      "Exit status: 0 rendered, 1 no such bottle, it has errors, or a route's secret is missing\n"
      "or bound to other hosts, 2 usage error or unusable secrets file, flags or state dir.",
      FLAGS(render_flags)},
+    {"approve-deletes", cmd_approve_deletes, "NAME...",
+     "Approve, once, the deletion of bottles a guard refused.",
+     "A pass refuses to delete bottles whose manifests are gone when there are more than\n"
+     "--max-deletes of them, or when no manifest is left and --allow-empty was not given; the\n"
+     "bottles stay (Stalled in watch).  This records a one-shot approval for each NAME in the\n"
+     "state database: the next pass that would delete that bottle takes the approval and\n"
+     "deletes it.  It works while watch runs.  Only a bottle the state knows is approved: an\n"
+     "unknown NAME is refused and nothing is recorded for it.  A known bottle that is not\n"
+     "Stalled is approved with a note, since the approval then waits for a later refusal.\n"
+     "--json prints {\"approved\": [NAME...], \"unknown\": [NAME...]}.\n\n"
+     "Exit status: 0 every NAME approved; 1 a NAME unknown (the others are approved); 2 usage\n"
+     "error, no state yet, or the state dir's mode or owner is wrong; 3 the state database\n"
+     "cannot be written (busy, unreadable, another schema version).",
+     FLAGS(approve_flags)},
     {"version", cmd_version, NULL, "Print versions and build options.", NULL, FLAGS(version_flags)},
 };
 
@@ -135,8 +168,12 @@ static void print_main_help(FILE *out)
     fprintf(out, "Usage: bottled COMMAND [OPTIONS] [ARGS]\n\n"
                  "bottled keeps AI-agent sandboxes (bottles) equal to a directory of manifests.\n\n"
                  "Commands:\n");
+    int width = 0;
     for (size_t i = 0; i < sizeof(commands) / sizeof(*commands); i++)
-        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+        if ((int)strlen(commands[i].name) > width)
+            width = (int)strlen(commands[i].name);
+    for (size_t i = 0; i < sizeof(commands) / sizeof(*commands); i++)
+        fprintf(out, "  %-*s %s\n", width, commands[i].name, commands[i].summary);
     fprintf(out, "\nRun 'bottled COMMAND --help' for a command's options.\n");
 }
 

@@ -4,7 +4,9 @@
 
 run "$BOTTLED" --help
 expect_rc 0 "bottled --help"
-for c in validate show version; do expect_in "$TMP/out" "  $c " "--help lists $c"; done
+for c in validate show version status approve-deletes; do
+    expect_in "$TMP/out" "  $c " "--help lists $c"
+done
 
 run "$BOTTLED"
 expect_rc 2 "no command is a usage error"
@@ -41,6 +43,15 @@ expect_rc 2 "a non-boolean BOTTLED_JSON is a usage error"
 run "$BOTTLED" show --help
 expect_rc 0 "show --help"
 expect_in "$TMP/out" "Usage: bottled show [OPTIONS] NAME" "show usage line"
+
+for c in status approve-deletes; do
+    run "$BOTTLED" $c --help
+    expect_rc 0 "$c --help"
+    for f in "--state-dir DIR" "--json" "-q, --quiet" "BOTTLED_STATE_DIR" "Exit status"; do
+        expect_in "$TMP/out" "$f" "$c --help mentions '$f'"
+    done
+done
+expect_in "$TMP/out" "Usage: bottled approve-deletes [OPTIONS] NAME..." "approve-deletes usage line"
 
 run "$BOTTLED" version
 expect_rc 0 "version"
