@@ -78,11 +78,13 @@ T_START=$(now)
 
 # ---------------------------------------------------------------- packages
 # build + unit tests (also what the chroot stage proves sufficient)
+# (openssh-client: test_keys checks our key files with ssh-keygen)
 PKGS_DEPS="build-essential cmake pkg-config libyaml-dev libsqlite3-dev libssl-dev
   libcurl4-openssl-dev libcjson-dev fswatch libpcre2-dev libidn2-dev libc-ares-dev libcmocka-dev
-  zlib1g-dev python3 python3-yaml python3-jsonschema git openssl ca-certificates curl"
+  zlib1g-dev python3 python3-yaml python3-jsonschema git openssl ca-certificates curl
+  openssh-client"
 # everything else: format check, fuzzing, examples, engine tests, images
-PKGS_FULL="clang clang-format libclang-rt-14-dev openssh-client iproute2 iptables
+PKGS_FULL="clang clang-format libclang-rt-14-dev iproute2 iptables
   debootstrap busybox-static"
 # only with --bench: the peers bench/compare-proxies.sh measures against
 # (installing nginx starts it on port 80 where an init system runs services)

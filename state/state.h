@@ -3,10 +3,11 @@
  *
  * SECRETS NEVER GO IN HERE.  Nothing in the state database or in the
  * plain files this module writes may hold a secret value, a token, an HMAC
- * of a single secret or a private key -- except the two files that exist
- * to hold key material: hmac.key and each bottle CA's key.pem (0600 in a
- * 0700 directory).  Every string argument below ends up in the database or
- * a plain file and is assumed not to be secret.
+ * of a single secret or a private key -- except the files that exist to
+ * hold key material: hmac.key, each bottle CA's key.pem and each generated
+ * deploy key's id_ed25519 (0600 in a 0700 directory).  Every string
+ * argument below ends up in the database or a plain file and is assumed
+ * not to be secret.
  *
  * Layout of a state dir (default: state_default_dir()):
  *
@@ -15,7 +16,10 @@
  *     hmac.key          0600, 32 random bytes, created once
  *     lock              0600, flock()ed by mutating commands; holds the
  *                       holder's "pid N\nstarted T\n"
- *     keys/             0700, deploy keys (written by the keys code)
+ *     keys/             0700, the default --keys-dir (users' static keys)
+ *       bottled/<bottle>/<repo>/
+ *                       0700, generated deploy keys: id_ed25519 and
+ *                       id_ed25519.pub, 0600 (keys.h)
  *     ca/<bottle>/      0700, cert.pem and key.pem, both 0600
  *     repos-used        0600, "forge\tapi_root\trepo\n" lines, append-only
  *     state.db          0600, SQLite, WAL (plus -wal and -shm)
