@@ -345,7 +345,10 @@ static void print_bottle(FILE *out, const struct status_bottle *sb, int64_t now,
             const struct status_resource *r = &sb->res[i];
             fprintf(out, "    %-*s  ", rw, r->role);
             put_line_safe(out, r->name);
-            if (r->engine_id)
+            if (r->engine_id && !strcmp(r->engine_id, r->name))
+                fprintf(out, "%*s  (volume)\n", nw - (int)strlen(r->name),
+                        ""); /* named by its name */
+            else if (r->engine_id)
                 fprintf(out, "%*s  %.*s\n", nw - (int)strlen(r->name), "", SHORT_HASH,
                         r->engine_id);
             else
