@@ -129,7 +129,8 @@ static int check_bottles(const struct fw_bottle *b, size_t n, struct vbottle **r
             }
         }
     }
-    qsort(v, n, sizeof(*v), cmp_vbottle);
+    if (n > 1)
+        qsort(v, n, sizeof(*v), cmp_vbottle);
     for (size_t i = 0; i < n; i++) {
         if (i > 0 && strcmp(v[i].b->bottle, v[i - 1].b->bottle) == 0) {
             snprintf(err, errlen, "firewall: bottle '%s' given twice", v[i].b->bottle);
@@ -697,6 +698,8 @@ int fw_exec(const char *const argv[], const char *in, size_t in_len, struct buf 
     pid_t pid = -1;
     long long deadline;
 
+    if (err && errlen)
+        err[0] = '\0';
     if (argv == NULL || argv[0] == NULL || out == NULL)
         return BD_E_INVAL;
     describe_argv(argv, cmd, sizeof(cmd));
@@ -900,7 +903,7 @@ static int sync_all(const char *instance, const struct fw_bottle *b, size_t n, s
     struct vbottle *v = NULL;
     char scratch[1];
     struct buf listing[N_FAMILIES], restore[N_FAMILIES];
-    int rc;
+    int rc, apply_rc = 0;
 
     if (st == NULL)
         st = &dummy;
@@ -934,17 +937,25 @@ static int sync_all(const char *instance, const struct fw_bottle *b, size_t n, s
                          rc == BD_E_PROTO ? "listing not understood" : bd_strerror(rc));
         }
     }
+    /* Each family on its own: one that fails does not keep the other open. */
     for (size_t i = 0; i < N_FAMILIES && rc == 0; i++) {
         const char *argv[] = {families[i].restore_cmd, "-w", "--noflush", NULL};
+        char later[512];
         struct buf ignored;
+        int one;
         if (restore[i].len == 0)
             continue;
         buf_init(&ignored, FW_OUTPUT_MAX);
         fault_point(families[i].fault_what);
         st->applies++;
-        rc = fw_exec(argv, restore[i].data, restore[i].len, &ignored, FW_TIMEOUT_MS, err, errlen);
+        one = fw_exec(argv, restore[i].data, restore[i].len, &ignored, FW_TIMEOUT_MS,
+                      apply_rc == 0 ? err : later, apply_rc == 0 ? errlen : sizeof(later));
+        if (apply_rc == 0)
+            apply_rc = one;
         buf_release(&ignored);
     }
+    if (rc == 0)
+        rc = apply_rc;
     for (size_t i = 0; i < N_FAMILIES; i++) {
         buf_release(&listing[i]);
         buf_release(&restore[i]);

@@ -77,10 +77,11 @@
 
 struct buf;
 
-#define FW_INSTANCE_LEN 12
-#define FW_CHAIN_PREFIX "BOTTLED-"
-#define FW_TIMEOUT_MS   30000
-#define FW_OUTPUT_MAX   ((size_t)16 << 20)
+#define FW_INSTANCE_LEN  12
+#define FW_CHAIN_PREFIX  "BOTTLED-"
+#define FW_CHAIN_LEN_MAX 28 /* iptables' limit; ours are 20 and 22 */
+#define FW_TIMEOUT_MS    30000
+#define FW_OUTPUT_MAX    ((size_t)16 << 20)
 
 /*
  * One bottle's networks.  All strings are borrowed for the call.
@@ -110,8 +111,10 @@ struct fw_stats {
  * only for a family whose listing differs.  n == 0 is fw_remove().  The
  * reconciler calls it once per pass with every bottle of the instance
  * that has networks.
- * st (may be NULL) is zeroed and then counts what ran, also on failure; a
- * failure in one family leaves the other one applied.
+ * st (may be NULL) is zeroed and then counts what ran, also on failure.
+ * Nothing is applied unless both listings were read and understood; then
+ * each family is applied on its own, so one that fails (err tells the
+ * first failure) does not keep the other one from being applied.
  */
 int fw_sync(const char *instance, const struct fw_bottle *b, size_t n, struct fw_stats *st,
             char *err, size_t errlen);
@@ -135,9 +138,6 @@ enum fw_family {
     FW_IPV4,
     FW_IPV6,
 };
-
-/* "BOTTLED-<instance>" (hook 0, INPUT) or "BOTTLED-<instance>-F" (hook 1). */
-#define FW_CHAIN_LEN_MAX 28
 
 /*
  * The desired content of our chains as `iptables -S` lines ("-A CHAIN
@@ -172,8 +172,9 @@ int fw_listing_bottles(const char *instance, const char *listing, size_t len, ch
 /*
  * Runs argv[0] (looked up in PATH, /usr/sbin, /sbin) with argv, in (in_len
  * bytes, may be NULL) on its stdin, its stdout appended to out (capped by
- * out->max: BD_E_TOO_BIG, the child is killed), killed after timeout_ms.
- * 0 only when it exited 0.  Errors as above, with err naming argv.
+ * out->max: BD_E_TOO_BIG, the child is killed), killed after timeout_ms
+ * (> 0).  0 only when it exited 0; out may hold partial output on
+ * failure.  Errors as above, with err naming argv ("" on success).
  */
 int fw_exec(const char *const argv[], const char *in, size_t in_len, struct buf *out,
             int timeout_ms, char *err, size_t errlen);
