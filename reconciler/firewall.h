@@ -30,9 +30,10 @@
  *
  * Bottles are rendered sorted by name, so the caller's order does not
  * matter.  The rules are compared as text with the canonical form
- * `iptables -S` prints (iptables-nft 1.8.9, also what iptables-legacy
- * prints for these rules); an iptables printing them differently would make
- * every sync re-apply (never leave a bottle open), which fw_stats shows.
+ * `iptables -S` prints (iptables-nft and iptables-legacy 1.8.9 print these
+ * rules alike; tests/firewall passes with both); an iptables printing them
+ * differently would make every sync re-apply (never leave a bottle open),
+ * which fw_stats shows.
  *
  * Ownership of the firewall: the two chains are ours and rewritten as a
  * whole; so is any rule, in any chain, whose target (-j/-g) is one of them

@@ -15,9 +15,11 @@
 #
 # The agent's default route points at the host, as on Docker's internal
 # networks (Podman's have none), so forwarding is exercised too.  Servers:
-# host tcp 8080 on :: (dual stack), udp and tcp 53 on 0.0.0.0; sidecar and
-# outside tcp 8080.  Every "blocked" probe has a control that reaches the
-# same server before the first sync and after the final removal.
+# tcp 8080 on :: (dual stack), udp and tcp 53 on 0.0.0.0, in host, agent,
+# sidecar and outside alike.  Every "blocked" probe has a control that
+# reaches the same server before the first sync and after the final removal.
+# The iptables found first in PATH is used, so the same test covers
+# iptables-legacy with a PATH directory of xtables-legacy-multi links.
 set -u
 FWT=${1:?usage: $0 PATH-TO-firewall_test}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -134,6 +136,7 @@ serve() { # NS: start netprobe servers there, wait until bound
     die "server in $1 did not start: $(cat "$TMP/server.$1.log")"
 }
 serve host
+serve agent
 serve sidecar
 serve outside
 
@@ -155,6 +158,8 @@ probes() {
     probe agent tcp 10.77.1.1 8080 "$b" "$mode: agent -> egress gateway address"
     probe agent tcp 198.18.0.2 8080 "$b" "$mode: agent forwarded to outside"
     probe agent tcp 10.77.0.2 8080 open "$mode: agent -> sidecar on the internal bridge"
+    probe host tcp 10.77.0.4 8080 "$b" "$mode: host -> agent (its replies are dropped)"
+    probe host tcp 10.77.1.2 8080 open "$mode: host -> sidecar's egress address"
     probe sidecar udp 10.77.1.1 53 open "$mode: sidecar -> egress gateway udp 53"
     probe sidecar tcp 10.77.1.1 53 open "$mode: sidecar -> egress gateway tcp 53"
     probe sidecar tcp 10.77.1.1 8080 "$b" "$mode: sidecar -> egress gateway tcp 8080"
