@@ -336,7 +336,8 @@ static bool api_root_ok(const char *s)
 
     if (!u)
         abort();
-    if (strncasecmp(s, "https://", 8) == 0 && !strpbrk(s, " \t\r\n") &&
+    /* libcurl reads "https:///x" as host x; an API root spells its host */
+    if (strncasecmp(s, "https://", 8) == 0 && s[8] && s[8] != '/' && !strpbrk(s, " \t\r\n") &&
         curl_url_set(u, CURLUPART_URL, s, 0) == CURLUE_OK &&
         curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
         curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && *host &&
