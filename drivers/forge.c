@@ -391,7 +391,7 @@ int forge_open(const char *provider, const char *api_root, const char *token, co
         n--;
     f->api_root = xstrndup(api_root, n);
     f->opts = (struct forge_opts)FORGE_OPTS_DEFAULT;
-    forge_http_new(f, token, ca_file);
+    forge_http_new(f, token, ca_file && *ca_file ? ca_file : NULL);
     *ret = f;
     errmsg_out(errmsg, errmsg_len, "%s", "");
     return 0;

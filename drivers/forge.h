@@ -144,8 +144,9 @@ struct forge {
 /*
  * Opens a forge client.  provider as for forge_ops_lookup(); api_root is
  * "https://host[:port][/path]" (forge_default_api_root() when the manifest
- * gave none); token is copied; ca_file (may be NULL) is a PEM bundle that
- * replaces the system's trust store for this forge (`--forge-ca`).  No
+ * gave none); token is copied; ca_file (NULL or "": the system's trust
+ * store) is a PEM bundle that replaces the system's trust store for this
+ * forge (`--forge-ca`).  No
  * request is made.  BD_E_INVAL for an unknown provider, a token shorter
  * than FORGE_TOKEN_MIN or with blanks or control characters, or an API
  * root that is not an https:// URL (user info, query and fragment are

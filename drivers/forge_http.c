@@ -11,7 +11,8 @@
  *                else the reset time, else backoff) and send again, at
  *                most max_retries times; a wait over max_wait_s is not
  *                waited: the answer goes back with refused_wait set
- *             -> no answer: GET and DELETE are sent again (they are
+ *             -> no answer (network errors, timeouts; not certificate
+ *                errors): GET and DELETE are sent again (they are
  *                idempotent); a POST only when it never left (no
  *                connection), since the forge may have created the key
  *
@@ -672,10 +673,30 @@ static const char *url_path(const char *url)
     return s ? s : "/";
 }
 
+/* Failures worth another try: the network, not a certificate or a setting. */
+static bool transient(CURLcode cc)
+{
+    switch (cc) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_OPERATION_TIMEDOUT:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+        return true;
+    default:
+        return false;
+    }
+}
+
 /* Sends once.  0 and *ret_status, or BD_E_UNAVAIL (*ret_sent_maybe says
- * whether the request may have reached the forge) or BD_E_TOO_BIG. */
+ * whether the request may have reached the forge, *ret_transient whether
+ * another try may help) or BD_E_TOO_BIG. */
 static int send_once(struct forge *f, const char *method, const char *url, const char *json_body,
-                     struct buf *body, long *ret_status, bool *ret_sent_maybe)
+                     struct buf *body, long *ret_status, bool *ret_sent_maybe, bool *ret_transient)
 {
     struct forge_http *h = f->http;
     CURL *c = h->curl;
@@ -729,6 +750,7 @@ static int send_once(struct forge *f, const char *method, const char *url, const
         }
         *ret_sent_maybe = !(cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST ||
                             cc == CURLE_COULDNT_RESOLVE_PROXY);
+        *ret_transient = transient(cc);
         forge_set_errmsg(f, "%s: %s: %s", f->what, f->api_root, curl_easy_strerror(cc));
         return BD_E_UNAVAIL;
     }
@@ -784,12 +806,12 @@ int forge_http_request(struct forge *f, const char *method, const char *url, con
         }
         h->not_before = 0;
 
-        bool sent_maybe = true;
+        bool sent_maybe = true, again = false;
         buf_init(&r.body, FORGE_RESP_MAX);
-        rc = send_once(f, method, url, json_body, &r.body, &r.status, &sent_maybe);
+        rc = send_once(f, method, url, json_body, &r.body, &r.status, &sent_maybe, &again);
         if (rc < 0) {
             buf_release(&r.body);
-            if (rc == BD_E_UNAVAIL && (idempotent || !sent_maybe) &&
+            if (rc == BD_E_UNAVAIL && again && (idempotent || !sent_maybe) &&
                 attempt < f->opts.max_retries) {
                 long ms = f->opts.backoff_ms << (attempt < BACKOFF_SH ? attempt : BACKOFF_SH);
                 if (ms <= max_wait_ms) {
