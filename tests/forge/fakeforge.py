@@ -20,9 +20,11 @@ pages, plus a control API under /_fake/ for the test:
 Control (no auth), JSON bodies:
   POST /_fake/fault    {"count":N, "status":S, "headers":{...}, "body":{...},
                         "method":"GET", "retry_after_in":s, "retry_after_date_in":s,
-                        "reset_in":s, "link":"..."} - the next N matching requests
+                        "reset_in":s, "link":"...", "drop_headers":[...]}
+                        - the next N matching requests
                         answer with that fault instead (status 0: answer
-                        normally, but with the fault's headers); reset_in
+                        normally, with the fault's headers added and
+                        drop_headers left out of list answers); reset_in
                         also reports the rate limit used up until now+s and
                         enforces it (an earlier request is a violation)
   POST /_fake/seed     {"repo":..., "title":..., "key":..., "read_only":bool}
@@ -185,6 +187,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.apply_fault(fault)
                 return
             self.fault_headers = self.fault_extra(fault) if fault else {}
+            self.fault_drop = fault.get("drop_headers", []) if fault else []
             if not self.authorized():
                 self.read_body()
                 self.unauthorized()
@@ -477,6 +480,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                          "X-Next-Page": str(page + 1) if page < pages else "",
                          "X-Prev-Page": str(page - 1) if page > 1 else "",
                          "X-Total": str(total), "X-Total-Pages": str(pages)})
+        for h in self.fault_drop:
+            hdrs.pop(h, None)
         self.send(200, [self.render(k) for k in chunk], hdrs)
 
     # ------------------------------------------------------------ control
