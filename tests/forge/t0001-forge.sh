@@ -13,6 +13,7 @@
 # (auth style, GitHub's Accept/version/User-Agent, GitLab's encoded
 # project path with subgroups).  No output of forge_test may ever hold
 # the token, right or wrong.
+# shellcheck source=tests/cli/lib.sh
 . "$(dirname "$0")/../cli/lib.sh"
 FT=$BOTTLED
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -89,10 +90,10 @@ forge_suite() {
     # --- add 5 keys, with write access
     ctl clear '{}'
     for i in 1 2 3 4 5; do
-        keys[$i]=$(mkkey)
+        keys[i]=$(mkkey)
         ft add "$REPO" "bottled:inst:bot:tools-$i" "${keys[$i]}"
         expect_rc 0 "$KIND: add key $i"
-        ids[$i]=$(first_id)
+        ids[i]=$(first_id)
     done
     expect_eq "$(printf '%s\n' "${ids[@]}" | sort -u | grep -c .)" 5 "$KIND: 5 distinct key ids"
     getlog
@@ -301,7 +302,7 @@ forge_suite() {
     ctl clear '{}'
 
     # --- TLS is verified
-    FORGE_CA= ft list "$REPO"
+    FORGE_CA="" ft list "$REPO"
     expect_rc 1 "$KIND: without the test CA the forge is not trusted"
     expect_in "$TMP/err" "certificate" "$KIND: certificate error"
 
@@ -350,7 +351,8 @@ printf '%s\n' "$TOKEN" | env -u FORGE_TOKEN "$FT" gitlab "$ROOT" list grp/sub/to
 RC=$?
 set -e
 expect_rc 0 "the token can come on stdin"
-ft list grp/sub/tools
+expect_in "$TMP/out" " keys" "the list came with a stdin token"
+expect_not_in "$TMP/err" "$TOKEN" "no token in the output of the stdin run"
 KIND=gitlab ROOT="http://localhost:$PORT/api/v4"
 ft list grp/sub/tools
 expect_rc 1 "an http:// API root is refused"
