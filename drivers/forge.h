@@ -119,8 +119,8 @@ struct forge_opts {
     int timeout_s;   /* per request, connecting included; default 30 */
     long backoff_ms; /* first wait when the forge gave no hint, doubled
                         per retry; default 1000 */
-    /* Called for every wait before it happens (ms > 0); NULL: the driver
-     * sleeps itself.  Tests use it to see the waits and shorten them. */
+    /* Does every wait (ms > 0) in the driver's place; NULL: the driver
+     * sleeps.  Tests use it to see the waits (and could shorten them). */
     void (*sleep_ms)(void *ud, long ms);
     void *sleep_ud;
 };
