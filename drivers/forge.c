@@ -292,6 +292,13 @@ int forge_get_pages(struct forge *f, const char *repo, char *url, bool can_push,
 
 /* ------------------------------------------------------------ handle */
 
+const struct forge_opts forge_opts_default = {
+    .max_retries = 3,
+    .max_wait_s = 60,
+    .timeout_s = 30,
+    .backoff_ms = 1000,
+};
+
 /* Copies src into dst, cut to size - 1 bytes. */
 static void copy_cut(char *dst, size_t size, const char *src)
 {
@@ -390,7 +397,7 @@ int forge_open(const char *provider, const char *api_root, const char *token, co
     while (n && api_root[n - 1] == '/')
         n--;
     f->api_root = xstrndup(api_root, n);
-    f->opts = (struct forge_opts)FORGE_OPTS_DEFAULT;
+    f->opts = forge_opts_default;
     forge_http_new(f, token, ca_file && *ca_file ? ca_file : NULL);
     *ret = f;
     errmsg_out(errmsg, errmsg_len, "%s", "");

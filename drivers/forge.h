@@ -111,7 +111,7 @@ extern const struct forge_ops forge_gitlab_ops;
  * "gitlab"), or NULL. */
 const struct forge_ops *forge_ops_lookup(const char *provider);
 
-/* Retries and timeouts; forge_open() starts from the defaults below. */
+/* Retries and timeouts; forge_open() starts from forge_opts_default. */
 struct forge_opts {
     int max_retries; /* retries after the first attempt; default 3 */
     int max_wait_s;  /* the longest single wait accepted; a forge asking
@@ -124,10 +124,8 @@ struct forge_opts {
     void (*sleep_ms)(void *ud, long ms);
     void *sleep_ud;
 };
-#define FORGE_OPTS_DEFAULT                                                                         \
-    {                                                                                              \
-        3, 60, 30, 1000, NULL, NULL                                                                \
-    }
+/* The defaults: {3, 60, 30, 1000, NULL, NULL}. */
+extern const struct forge_opts forge_opts_default;
 
 /* The handle: fields are for forge*.c only. */
 struct forge {

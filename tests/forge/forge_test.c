@@ -86,7 +86,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "forge_test: %s [%s]\n", err, bd_strerror(r));
         return 1;
     }
-    struct forge_opts o = FORGE_OPTS_DEFAULT;
+    struct forge_opts o = forge_opts_default;
     o.max_retries = (int)env_long("FORGE_MAX_RETRIES", o.max_retries);
     o.max_wait_s = (int)env_long("FORGE_MAX_WAIT", o.max_wait_s);
     o.backoff_ms = env_long("FORGE_BACKOFF_MS", o.backoff_ms);
