@@ -259,6 +259,11 @@ const char *engine_errmsg(const struct engine *e)
     return e->errmsg;
 }
 
+bool engine_is_podman(const struct engine *e)
+{
+    return e->podman;
+}
+
 unsigned long engine_mutations(const struct engine *e)
 {
     return e->mutations;

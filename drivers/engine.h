@@ -88,8 +88,9 @@ struct engine_network {
     char *name;
     char *subnet; /* first IPAM config entry; NULL if none */
     char *gateway;
-    /* From Options; NULL if not set, and always NULL on Podman 4.3, whose
-     * compat API honours the option at create but reports Options {}. */
+    /* Docker: from Options; Podman: the libpod list's network_interface
+     * (its compat API honours the option at create but reports Options {},
+     * and its compat list is slow, so the driver lists through libpod). */
     char *bridge_name;
     bool internal;
     struct engine_kvs labels;
@@ -308,6 +309,7 @@ struct engine_ops {
 struct engine {
     const struct engine_ops *ops;
     void *impl;
+    bool podman; /* set by open: the engine is Podman (its compat API) */
     unsigned long mutations;
     char errmsg[512];
 };
@@ -337,6 +339,8 @@ void engine_close(struct engine *e);
 /* Why the last call failed ("" after a success); valid until the next call. */
 const char *engine_errmsg(const struct engine *e);
 unsigned long engine_mutations(const struct engine *e);
+/* The engine is Podman (known from open, without a request). */
+bool engine_is_podman(const struct engine *e);
 
 /* For backends. */
 void engine_count_mutation(struct engine *e);

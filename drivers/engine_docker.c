@@ -41,6 +41,7 @@
 #define DK_EXEC_OUT_DEF ((size_t)1 << 20)
 #define DK_MSG_MAX      300
 #define DK_BRIDGE_NAME  "com.docker.network.bridge.name"
+#define DK_LIBPOD       "/v4.0.0/libpod" /* Podman's own API, where the compat one is slow */
 
 struct dk {
     CURL *curl;
@@ -218,6 +219,52 @@ static void parse_network(const cJSON *n, bool podman, struct engine_network *ou
                 engine_strv_add(&out->containers, it->string);
         }
     }
+}
+
+/* One network of the libpod API's list (Podman): lower-case fields, the
+ * bridge name in network_interface, no attached containers. */
+static void parse_libpod_network(const cJSON *n, struct engine_network *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->id = jstr(n, "id");
+    out->name = jstr(n, "name");
+    out->internal = jbool(n, "internal");
+    jkvs(n, "labels", &out->labels);
+    const cJSON *subs = cJSON_GetObjectItemCaseSensitive(n, "subnets");
+    const cJSON *s0 = cJSON_IsArray(subs) ? cJSON_GetArrayItem(subs, 0) : NULL;
+    if (cJSON_IsObject(s0)) {
+        out->subnet = jstr(s0, "subnet");
+        out->gateway = jstr(s0, "gateway");
+    }
+    out->bridge_name = jstr(n, "network_interface");
+}
+
+int dk_parse_libpod_networks(const char *json, size_t len, struct engine_network_list *ret)
+{
+    cJSON *root = cJSON_ParseWithLength(json, len);
+    if (!cJSON_IsArray(root)) {
+        cJSON_Delete(root);
+        return BD_E_PROTO;
+    }
+    struct engine_network_list l = {0};
+    int n = cJSON_GetArraySize(root);
+    l.v = xcalloc(n ? (size_t)n : 1, sizeof(*l.v));
+    const cJSON *it;
+    cJSON_ArrayForEach(it, root)
+    {
+        if (!cJSON_IsObject(it))
+            continue;
+        parse_libpod_network(it, &l.v[l.n]);
+        l.n++;
+        if (!l.v[l.n - 1].name) {
+            engine_network_list_release(&l);
+            cJSON_Delete(root);
+            return BD_E_PROTO;
+        }
+    }
+    cJSON_Delete(root);
+    *ret = l;
+    return 0;
 }
 
 int dk_parse_networks(const char *json, size_t len, bool podman, struct engine_network_list *ret)
@@ -860,6 +907,7 @@ static int dk_open(struct engine *e, const char *url)
     snprintf(dk->api_version, sizeof(dk->api_version), "1.%d", minor);
     /* Podman's quirks are keyed on this header, not on Server. */
     dk->podman = dk->h_libpod.len > 0;
+    e->podman = dk->podman;
 out:
     buf_release(&body);
     if (r < 0) {
@@ -989,7 +1037,8 @@ static int dk_get_filtered(struct engine *e, const char *base, const char *what,
     long code;
     dk_label_filter(label_filter, &f);
     char *path = xasprintf("%sfilters=%s", base, f);
-    struct req rq = {.method = "GET", .path = path};
+    struct req rq = {
+        .method = "GET", .path = path, .unversioned = !strncmp(base, DK_LIBPOD, strlen(DK_LIBPOD))};
     int r = request(e, &rq, ret_body, &code);
     if (r == 0 && code != 200) {
         r = http_fail(e, what, code, ret_body);
@@ -1004,6 +1053,19 @@ static int dk_network_list(struct engine *e, const struct engine_strv *label_fil
                            struct engine_network_list *ret)
 {
     struct buf body;
+    /* Quirk: Podman 4.3's compat list inspects every container per network
+     * (36 s for 111 networks and 110 containers here); its own libpod list
+     * answers the same in milliseconds and also names the bridge. */
+    if (DK(e)->podman) {
+        int r = dk_get_filtered(e, DK_LIBPOD "/networks/json?", "GET libpod networks", label_filter,
+                                &body);
+        if (r < 0)
+            return r;
+        if ((r = dk_parse_libpod_networks(body.data, body.len, ret)) < 0)
+            engine_set_errmsg(e, "GET libpod networks: unexpected JSON");
+        buf_release(&body);
+        return r;
+    }
     int r = dk_get_filtered(e, "/networks?", "GET /networks", label_filter, &body);
     if (r < 0)
         return r;

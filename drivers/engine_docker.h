@@ -32,6 +32,8 @@ void dk_urlencode(struct buf *out, const char *s, const char *keep);
 void dk_error_message(const char *body, size_t len, char *out, size_t max);
 
 int dk_parse_networks(const char *json, size_t len, bool podman, struct engine_network_list *ret);
+/* The libpod API's network list (Podman). */
+int dk_parse_libpod_networks(const char *json, size_t len, struct engine_network_list *ret);
 int dk_parse_volumes(const char *json, size_t len, struct engine_volume_list *ret);
 int dk_parse_containers(const char *json, size_t len, bool podman,
                         struct engine_container_list *ret);

@@ -15,6 +15,7 @@
 #include "admin.h"
 #include "apply.h"
 #include "err.h"
+#include "firewall.h"
 #include "hash.h"
 #include "xalloc.h"
 
@@ -847,6 +848,77 @@ static void print_json(struct apply *ap, const struct apply_stats *st, FILE *out
     cJSON_Delete(o);
 }
 
+/* ---- the host firewall ------------------------------------------------------ */
+
+static void fw_add(struct pass *ps, struct fw_bottle **v, size_t *n, size_t *cap, const char *name,
+                   const struct desired *d)
+{
+    if (*n == *cap) {
+        *cap = *cap ? 2 * *cap : 16;
+        *v = xrealloc(*v, *cap * sizeof(**v));
+    }
+    struct fw_bottle *f = &(*v)[*n];
+    if (d) {
+        *f = (struct fw_bottle){name, d->res[ROLE_INT].network.bridge_name,
+                                d->res[ROLE_EGR].network.bridge_name,
+                                d->res[ROLE_EGR].network.gateway};
+        (*n)++;
+        return;
+    }
+    /* no desired state (failed, invalid, orphan): what exists keeps its rules */
+    const char *int_name = desired_name(&ps->a, ps->o->name_prefix, name, ROLE_INT);
+    const char *egr_name = desired_name(&ps->a, ps->o->name_prefix, name, ROLE_EGR);
+    const struct engine_network *in = plan_find_network(&ps->nets, int_name);
+    const struct engine_network *eg = plan_find_network(&ps->nets, egr_name);
+    if ((!in || !plan_is_ours(&in->labels, ps->instance)) &&
+        (!eg || !plan_is_ours(&eg->labels, ps->instance)))
+        return;
+    char ib[DESIRED_BRIDGE_LEN + 1], eb[DESIRED_BRIDGE_LEN + 1];
+    desired_bridge_name(ps->instance, name, ROLE_INT, ib);
+    desired_bridge_name(ps->instance, name, ROLE_EGR, eb);
+    *f = (struct fw_bottle){name, arena_strdup(&ps->a, ib), arena_strdup(&ps->a, eb),
+                            eg && eg->gateway ? arena_strdup(&ps->a, eg->gateway) : NULL};
+    (*n)++;
+}
+
+/*
+ * Makes the instance's chains cover every bottle that has (or is about to
+ * have) networks: the desired ones, the failed ones still running, and the
+ * orphans, except those deleted in this pass (after: 1).  0, or -1 with a
+ * message in err.
+ */
+static int firewall_sync(struct apply *ap, int after, char *err, size_t errlen)
+{
+    struct pass *ps = ap->ps;
+    struct fw_bottle *v = NULL;
+    size_t n = 0, cap = 0;
+    for (size_t k = 0; k < ps->n; k++)
+        fw_add(ps, &v, &n, &cap, ps->in[k].name, ps->pb[k].d);
+    for (size_t i = 0; i < ap->n_jobs; i++) {
+        const struct job *j = &ap->jobs[i];
+        if (j->idx >= 0)
+            continue;
+        if (after && j->pb->status == PLAN_ORPHAN && !j->failed)
+            continue;
+        fw_add(ps, &v, &n, &cap, j->pb->name, NULL);
+    }
+    /* gc: orphans the plan did not list as jobs are still there */
+    for (size_t i = 0; i < ps->plan->n_bottles; i++) {
+        const struct plan_bottle *pb = &ps->plan->bottles[i];
+        int listed = pass_find(ps, pb->name) >= 0;
+        for (size_t j = 0; !listed && j < ap->n_jobs; j++)
+            listed = ap->jobs[j].pb == pb;
+        if (!listed)
+            fw_add(ps, &v, &n, &cap, pb->name, NULL);
+    }
+    struct fw_stats st = {0};
+    int rc = fw_sync(ps->instance, v, n, &st, err, errlen);
+    free(v);
+    if (rc == 0 && st.applies)
+        event(ap, NULL, "firewall", "host firewall chains re-asserted (%u apply)", st.applies);
+    return rc ? -1 : 0;
+}
+
 /* ---- the pass ------------------------------------------------------------ */
 
 int apply_exit_code(const struct apply_stats *s, int detailed)
@@ -904,7 +976,20 @@ int apply_pass(struct pass *ps, enum apply_scope scope, FILE *out, struct apply_
         ap.jobs[ap.n_jobs++] = (struct job){.pb = pb, .idx = pass_find(ps, pb->name)};
     }
 
-    size_t n_workers = APPLY_WORKERS;
+    char fw_err[512] = "";
+    int fw_failed = !ps->o->no_host_firewall && firewall_sync(&ap, 0, fw_err, sizeof(fw_err)) != 0;
+    if (fw_failed) {
+        /* never start a bottle the host firewall does not cover */
+        fprintf(stderr,
+                "bottled: %s: host firewall: %s (for an engine on another machine: "
+                "--insecure-no-host-firewall)\n",
+                ps->cmd->name, fw_err);
+        for (size_t i = 0; i < ap.n_jobs; i++)
+            if (ap.jobs[i].pb->status == PLAN_CHANGES || ap.jobs[i].pb->status == PLAN_ORPHAN)
+                job_fail(&ap.jobs[i], "host firewall: %s", fw_err);
+    }
+
+    size_t n_workers = fw_failed ? 0 : APPLY_WORKERS;
     size_t busy = 0;
     for (size_t i = 0; i < ap.n_jobs; i++)
         busy += ap.jobs[i].pb->status == PLAN_CHANGES || ap.jobs[i].pb->status == PLAN_ORPHAN;
@@ -937,6 +1022,8 @@ int apply_pass(struct pass *ps, enum apply_scope scope, FILE *out, struct apply_
     }
     free(ws);
     free(th);
+    if (!fw_failed && !ps->o->no_host_firewall && firewall_sync(&ap, 1, fw_err, sizeof(fw_err)))
+        fprintf(stderr, "bottled: %s: host firewall: %s\n", ps->cmd->name, fw_err);
 
     if (state_begin(ps->st) == 0) {
         for (size_t i = 0; i < ap.n_jobs; i++)

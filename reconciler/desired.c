@@ -404,6 +404,8 @@ static void build_proxy(struct ctx *c)
     k->no_new_privileges = true;
     engine_kvs_add(&k->sysctls, "net.ipv4.ip_forward", "0");
     engine_kvs_add(&k->sysctls, "net.ipv6.conf.all.forwarding", "0");
+    if (c->o->gateway_dns)
+        engine_strv_add(&k->dns, host_addr(&d->arena, c->o->egr_subnet, HOST_GATEWAY));
     k->mounts[0] = (struct engine_mount_spec){d->res[ROLE_CFG].name, "/cfg", false};
     k->n_mounts = 1;
     container_spec(c, res, NULL);

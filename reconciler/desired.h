@@ -143,6 +143,11 @@ struct desired_opts {
     size_t ca_cert_len;
     const char *config_hash; /* render_output's config_hash; carried, not hashed */
     const char *skills_root; /* the manifest root: skills are ROOT/skills/NAME/ */
+    /* The engine runs a resolver on every network's gateway (Podman's
+     * aardvark-dns): the sidecar is pointed at its egress gateway's, since
+     * the host firewall drops what it would send to the internal one.
+     * Docker's embedded resolver needs nothing. */
+    int gateway_dns;
 };
 
 struct desired_resource {

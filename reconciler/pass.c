@@ -90,6 +90,49 @@ static void query_config_hash(struct engine *e, const struct engine_container *c
     free(body);
 }
 
+/*
+ * The IPv4 routes of this host (/proc/net/route), as CIDR strings in the
+ * pass's arena: a new bottle's subnets must not overlap them either, e.g.
+ * the bridges of another engine on the same host, whose networks the
+ * engine we talk to does not list.  Only directly connected routes count
+ * (a route through a gateway is not a link here), the default route never.  Only
+ * for a local engine (a unix socket); nothing on error.
+ */
+static void host_routes(struct arena *a, char ***ret, size_t *n)
+{
+    FILE *f = fopen("/proc/net/route", "re");
+    if (!f)
+        return;
+    char line[512];
+    size_t cap = 0;
+    if (!fgets(line, sizeof(line), f)) { /* the header */
+        fclose(f);
+        return;
+    }
+    while (fgets(line, sizeof(line), f)) {
+        char iface[64];
+        unsigned dst = 0, gw = 0, flags = 0, refcnt = 0, use = 0, metric = 0, mask = 0;
+        if (sscanf(line, "%63s %x %x %x %u %u %u %x", iface, &dst, &gw, &flags, &refcnt, &use,
+                   &metric, &mask) != 8 ||
+            mask == 0 || (flags & 0x2)) /* RTF_GATEWAY: not a local link */
+            continue;
+        /* little-endian on the hosts we run on: the kernel prints raw bytes */
+        unsigned char d[4], m[4];
+        memcpy(d, &dst, 4);
+        memcpy(m, &mask, 4);
+        int prefix = 0;
+        for (int i = 0; i < 4; i++)
+            for (int b = 7; b >= 0; b--)
+                prefix += (m[i] >> b) & 1;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 16;
+            *ret = xrealloc(*ret, cap * sizeof(**ret));
+        }
+        (*ret)[(*n)++] = arena_printf(a, "%u.%u.%u.%u/%d", d[0], d[1], d[2], d[3], prefix);
+    }
+    fclose(f);
+}
+
 /* Was this container id inspected and recorded by an earlier pass? */
 struct known_id {
     const char *role, *id;
@@ -353,6 +396,7 @@ static int compute_bottle(struct pass *ps, size_t k)
         .ca_cert_len = strlen(cert ? cert : NO_CA_PEM),
         .config_hash = r->config_hash,
         .skills_root = ps->set.root,
+        .gateway_dns = ps->podman,
     };
     rc = desired_bottle(b, &dopt, &bdiags, &pbk->d);
     if (rc) {
@@ -433,6 +477,7 @@ int pass_prepare(struct pass *ps, const struct cmd *cmd, const struct opts *o, e
         fprintf(stderr, "bottled: %s: engine: %s\n", cmd->name, emsg[0] ? emsg : bd_strerror(rc));
         return EXIT_UNAVAIL;
     }
+    ps->podman = engine_is_podman(ps->e);
     /* One list call per kind, everything on the engine: foreign names are
      * conflicts and every network's subnet is taken. */
     if (engine_network_list(ps->e, NULL, &ps->nets) || engine_volume_list(ps->e, NULL, &ps->vols) ||
@@ -441,10 +486,17 @@ int pass_prepare(struct pass *ps, const struct cmd *cmd, const struct opts *o, e
         return EXIT_UNAVAIL;
     }
     struct manifest_set *set = &ps->set;
-    ps->used = xcalloc(ps->nets.n + 2 * set->n + 1, sizeof(*ps->used));
+    char **routes = NULL;
+    size_t n_routes = 0;
+    if (ps->engine_url && !strncmp(ps->engine_url, "unix://", 7))
+        host_routes(&ps->a, &routes, &n_routes);
+    ps->used = xcalloc(ps->nets.n + n_routes + 2 * set->n + 1, sizeof(*ps->used));
     for (size_t i = 0; i < ps->nets.n; i++)
         if (ps->nets.v[i].subnet)
             ps->used[ps->n_used++] = ps->nets.v[i].subnet;
+    for (size_t i = 0; i < n_routes; i++)
+        ps->used[ps->n_used++] = routes[i];
+    free(routes);
 
     ps->in = xcalloc(set->n + 1, sizeof(*ps->in));
     ps->pb = xcalloc(set->n + 1, sizeof(*ps->pb));

@@ -60,6 +60,7 @@ struct pass {
     const char *instance; /* NULL: a new instance (read-only mode only) */
     char *engine_url;
     struct engine *e;
+    int podman; /* the engine is Podman (its resolver listens on every gateway) */
     struct secret_store *store;
     struct render_knobs knobs;
     int have_knobs;

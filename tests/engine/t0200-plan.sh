@@ -77,10 +77,11 @@ plan() { # ARGS...: runs plan; stdout in $_TMP/out, stderr in $_TMP/err, status 
     set -e
 }
 
-# Every bottled-labelled object on the engine (id, name, labels), and the state dir.
+# Every object labelled for this instance (id, name, labels), and the state dir.
 labelled() {
     local f
-    f=$(urlenc '{"label":["io.bottled.managed"]}')
+    # this instance's objects only: other runs on the same engine come and go
+    f=$(urlenc "{\"label\":[\"io.bottled.instance=$INSTANCE\"]}")
     {
         api GET "/containers/json?all=true&filters=$f" | python3 -c '
 import json, sys

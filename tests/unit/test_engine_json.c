@@ -81,6 +81,36 @@ static void test_networks(void **state)
     assert_int_equal(dk_parse_networks(S("[{\"Name\":"), false, &l), BD_E_PROTO);
 }
 
+/* Podman 4.3.1's GET /v4.0.0/libpod/networks/json, as seen on this host. */
+static const char libpod_networks[] =
+    "[{\"name\":\"bottled-demo-demo-pypi-egr\",\"id\":\"a5e7ea40a901\",\"driver\":\"bridge\","
+    "\"network_interface\":\"bdb6b0fd910db6\",\"created\":\"2026-11-24T05:25:49Z\","
+    "\"subnets\":[{\"subnet\":\"10.213.0.16/28\",\"gateway\":\"10.213.0.17\"}],"
+    "\"ipv6_enabled\":false,\"internal\":false,\"dns_enabled\":true,"
+    "\"labels\":{\"io.bottled.role\":\"egr\"},\"ipam_options\":{\"driver\":\"host-local\"}},"
+    "{\"name\":\"podman\",\"id\":\"2f25\",\"driver\":\"bridge\",\"internal\":true}]";
+
+static void test_libpod_networks(void **state)
+{
+    (void)state;
+    struct engine_network_list l;
+    assert_int_equal(dk_parse_libpod_networks(S(libpod_networks), &l), 0);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.v[0].name, "bottled-demo-demo-pypi-egr");
+    assert_string_equal(l.v[0].id, "a5e7ea40a901");
+    assert_string_equal(l.v[0].subnet, "10.213.0.16/28");
+    assert_string_equal(l.v[0].gateway, "10.213.0.17");
+    assert_string_equal(l.v[0].bridge_name, "bdb6b0fd910db6");
+    assert_false(l.v[0].internal);
+    assert_false(l.v[0].containers_known);
+    assert_string_equal(engine_kvs_get(&l.v[0].labels, "io.bottled.role"), "egr");
+    assert_true(l.v[1].internal);
+    assert_null(l.v[1].subnet);
+    engine_network_list_release(&l);
+    assert_int_equal(dk_parse_libpod_networks(S("{}"), &l), BD_E_PROTO);
+    assert_int_equal(dk_parse_libpod_networks(S("[{\"id\":\"x\"}]"), &l), BD_E_PROTO);
+}
+
 static void test_volumes(void **state)
 {
     (void)state;
@@ -417,11 +447,12 @@ static void test_registry(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_networks),     cmocka_unit_test(test_volumes),
-        cmocka_unit_test(test_containers),   cmocka_unit_test(test_inspect),
-        cmocka_unit_test(test_error_bodies), cmocka_unit_test(test_filter),
-        cmocka_unit_test(test_demux),        cmocka_unit_test(test_path_stat),
-        cmocka_unit_test(test_api_version),  cmocka_unit_test(test_registry),
+        cmocka_unit_test(test_networks),  cmocka_unit_test(test_libpod_networks),
+        cmocka_unit_test(test_volumes),   cmocka_unit_test(test_containers),
+        cmocka_unit_test(test_inspect),   cmocka_unit_test(test_error_bodies),
+        cmocka_unit_test(test_filter),    cmocka_unit_test(test_demux),
+        cmocka_unit_test(test_path_stat), cmocka_unit_test(test_api_version),
+        cmocka_unit_test(test_registry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
