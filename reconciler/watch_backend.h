@@ -30,9 +30,11 @@
  * When the name as given no longer leads to the directory that was opened
  * (checked by real path and (st_dev, st_ino) after any anchor or root
  * event), drain reports ROOT_GONE: close the backend, re-open it on the
- * same name (which resolves the link again) and run a full pass.  The
- * backend keeps watching what it had until closed, but that is no longer
- * the right tree.
+ * same name (which resolves the link again) and run a full pass.  Every
+ * later non-empty batch says ROOT_GONE too; what the backend still
+ * watches meanwhile differs (inotify keeps the old tree, libfswatch drops
+ * a moved root and may pick up whatever appears at its path), so it is
+ * no longer to be trusted.
  *
  * Threads: a struct watch_backend belongs to one thread (the caller's event
  * loop); the fswatch backend's helper threads are internal.
