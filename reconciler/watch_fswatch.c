@@ -31,7 +31,9 @@
  *     sessions also watch a private probe directory (mkdtemp() under
  *     $TMPDIR, never the watched one); open and re-arm write a file there
  *     until the session reports it, which it can only do after scanning
- *     all its paths.  The probe directory is removed at close;
+ *     all its paths.  The probe directory is removed at close (a killed
+ *     process leaves it behind: bottled-watch-XXXXXX with two empty
+ *     files);
  *   - fsw_stop_monitor() is cooperative: the loop notices within one
  *     latency (50 ms here), and it is a no-op before the monitor runs, so
  *     stopping repeats until the thread has returned;

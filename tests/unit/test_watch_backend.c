@@ -28,7 +28,10 @@
 #include "xalloc.h"
 
 struct fixture {
-    char *dir; /* real path of the mkdtemp directory */
+    char *dir;                /* real path of the mkdtemp directory */
+    struct watch_backend *wb; /* open while a test runs: teardown closes it
+                               * after a failed assertion (and so removes
+                               * the fswatch probe directory) */
 };
 
 static int setup(void **state)
@@ -59,6 +62,7 @@ static int rm_one(const char *path, const struct stat *st, int type, struct FTW 
 static int teardown(void **state)
 {
     struct fixture *f = *state;
+    watch_backend_close(f->wb);
     nftw(f->dir, rm_one, 64, FTW_PHYS | FTW_DEPTH);
     free(f->dir);
     free(f);
@@ -202,6 +206,7 @@ static void test_open_each(void **state)
         struct watch_backend *wb = NULL;
         assert_int_equal(watch_backend_open(watch_backend_compiled(i), link, &wb, err, sizeof(err)),
                          0);
+        f->wb = wb;
         assert_string_equal(watch_backend_name(wb), watch_backend_compiled(i));
         assert_string_equal(watch_backend_real_path(wb), f->dir);
         /* Nothing happened: a drain does not wait and reports nothing. */
@@ -210,11 +215,14 @@ static void test_open_each(void **state)
         assert_int_equal(h.flags, 0);
         watch_hints_release(&h);
         watch_backend_close(wb);
+        f->wb = NULL;
     }
     struct watch_backend *wb = NULL;
     assert_int_equal(watch_backend_open(NULL, f->dir, &wb, err, sizeof(err)), 0);
+    f->wb = wb;
     assert_string_equal(watch_backend_name(wb), watch_backend_compiled(0));
     watch_backend_close(wb);
+    f->wb = NULL;
     free(link);
 }
 
@@ -232,6 +240,7 @@ static void test_root_gone_is_sticky(void **state)
         struct watch_backend *wb = NULL;
         assert_int_equal(watch_backend_open(watch_backend_compiled(i), d, &wb, err, sizeof(err)),
                          0);
+        f->wb = wb;
 
         assert_int_equal(rename(d, away), 0);
         struct watch_hints h;
@@ -247,6 +256,7 @@ static void test_root_gone_is_sticky(void **state)
         assert_true(h.flags & WATCH_HINT_ROOT_GONE);
         watch_hints_release(&h);
         watch_backend_close(wb);
+        f->wb = NULL;
 
         rmdir(away);
         free(d);
