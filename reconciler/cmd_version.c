@@ -19,6 +19,7 @@
 #include "build_config.h"
 #include "cmd.h"
 #include "detect.h"
+#include "watch_backend.h"
 
 #if BOTTLED_HAVE_FSWATCH
 #include <libfswatch/c/libfswatch.h>
@@ -49,6 +50,11 @@ int cmd_version(const struct cmd *cmd, struct opts *o, int argc, char **argv)
     cJSON_AddStringToObject(libs, "pcre2", pcre2_ver);
     cJSON_AddStringToObject(libs, "libidn2", idn2_check_version(NULL));
     cJSON_AddStringToObject(libs, "libfswatch", fswatch);
+    cJSON *watch = cJSON_AddObjectToObject(v, "watch");
+    cJSON *backends = cJSON_AddArrayToObject(watch, "backends");
+    for (size_t i = 0; watch_backend_compiled(i); i++)
+        cJSON_AddItemToArray(backends, cJSON_CreateString(watch_backend_compiled(i)));
+    cJSON_AddStringToObject(watch, "default", watch_backend_compiled(0));
     cJSON *scanner = cJSON_AddObjectToObject(v, "scanner");
     cJSON_AddStringToObject(scanner, "engine", "aho-corasick prefilter");
     cJSON_AddNumberToObject(scanner, "rules", (double)detect_rule_count());
@@ -60,6 +66,10 @@ int cmd_version(const struct cmd *cmd, struct opts *o, int argc, char **argv)
     } else {
         printf("bottled %s (%s%s)\n", BOTTLED_VERSION, BOTTLED_BUILD_TYPE,
                cJSON_IsTrue(cJSON_GetObjectItem(v, "sanitizers")) ? ", asan+ubsan" : "");
+        printf("watch backends:");
+        for (size_t i = 0; watch_backend_compiled(i); i++)
+            printf("%s %s%s", i ? "," : "", watch_backend_compiled(i), i ? "" : " (default)");
+        printf("\n");
         printf("credential scanner: aho-corasick prefilter, %zu rules\n", detect_rule_count());
         printf("libraries:\n");
         for (cJSON *it = libs->child; it; it = it->next)

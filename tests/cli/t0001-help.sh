@@ -59,6 +59,8 @@ for lib in libyaml sqlite3 openssl libcurl cjson pcre2 libidn2 libfswatch; do
     expect_in "$TMP/out" "$lib" "version reports $lib"
 done
 expect_in "$TMP/out" "credential scanner: aho-corasick prefilter" "version reports the scanner"
+expect_in "$TMP/out" "watch backends: " "version reports the watch backends"
+expect_in "$TMP/out" "inotify" "version lists the inotify watch backend"
 
 run "$BOTTLED" version --json
 expect_rc 0 "version --json"
@@ -66,6 +68,9 @@ expect_eq "$(json 'sorted(j["libraries"])')" \
     "['cjson', 'libcurl', 'libfswatch', 'libidn2', 'libyaml', 'openssl', 'pcre2', 'sqlite3']" \
     "version --json lists the libraries"
 expect_eq "$(json 'j["scanner"]["rules"] > 5')" "True" "version --json counts detector rules"
+# libfswatch is linked exactly when its backend is built, and is the default then.
+expect_eq "$(json '(j["watch"]["backends"] == (["fswatch", "inotify"] if j["libraries"]["libfswatch"] != "not built" else ["inotify"])) and j["watch"]["default"] == j["watch"]["backends"][0]')" \
+    "True" "version --json lists the compiled watch backends, default first"
 
 run "$BOTTLED" version extra
 expect_rc 2 "version takes no arguments"
