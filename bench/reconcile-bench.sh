@@ -519,6 +519,8 @@ if [ -n "${R[bottled.noop]:-}" ]; then
     echo "targets (issue 4; they apply on Podman):"
     if [ "$N" = 200 ]; then
         v=$(awk -v a="${R[bottled.noop]}" 'BEGIN { print (a < 2 ? "PASS" : "MISS") }')
+    elif awk -v a="${R[bottled.noop]}" 'BEGIN { exit !(a >= 2) }'; then
+        v="MISS (already over 2 s at N=$N; the target is at N=200)"
     else
         v="n/a (measured at N=$N; the target is at N=200)"
     fi
