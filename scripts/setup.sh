@@ -8,7 +8,8 @@
 #
 #   --deps-only              packages for the build and the unit tests only
 #                            (no engines, no images); used inside the CI chroot
-#   --bench                  also the benchmark peers (mitmproxy, nginx-light)
+#   --bench                  also the benchmark peers (mitmproxy, nginx-light,
+#                            podman-compose, docker-compose)
 #   --engine=E               engine(s) to set up (default: both)
 #   --sandbox-engine-config  write the engine configuration that this sandbox
 #                            needs (runc, cgroupfs, ulimits; see
@@ -86,9 +87,10 @@ PKGS_DEPS="build-essential cmake pkg-config libyaml-dev libsqlite3-dev libssl-de
 # everything else: format check, fuzzing, examples, engine tests, images
 PKGS_FULL="clang clang-format libclang-rt-14-dev iproute2 iptables
   debootstrap busybox-static"
-# only with --bench: the peers bench/compare-proxies.sh measures against
-# (installing nginx starts it on port 80 where an init system runs services)
-PKGS_BENCH="mitmproxy nginx-light"
+# only with --bench: the peers bench/compare-proxies.sh (mitmproxy, nginx) and
+# bench/reconcile-bench.sh (the compose tools) measure against (installing
+# nginx starts it on port 80 where an init system runs services)
+PKGS_BENCH="mitmproxy nginx-light podman-compose docker-compose"
 PKGS_PODMAN="podman runc conmon netavark aardvark-dns buildah uidmap"
 PKGS_DOCKER="docker.io"
 
