@@ -337,7 +337,11 @@ bottled_phase() {
     "$BOTTLED" reconcile --once -d "$T/m" "${BFLAGS[@]}" --json >"$T/b-create.json" 2>"$T/b-create.err" || rc=$?
     t1=$(now)
     INST=$(cat "$T/state/instance-id" 2>/dev/null || true)
-    [ "$rc" = 0 ] || die "bottled reconcile from empty exited $rc: $(tail -5 "$T/b-create.err")"
+    [ "$rc" = 0 ] || die "bottled reconcile from empty exited $rc: $(tail -5 "$T/b-create.err")$(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+bad = [b for b in d.get("bottles", []) if b.get("error")]
+print("; %d bottle(s) failed, e.g.: %s" % (len(bad), " | ".join("%s: %s" % (b["name"], b["error"]) for b in bad[:3])))' "$T/b-create.json" 2>/dev/null)"
     R[bottled.create]=$(secs "$t0" "$t1")
     R[bottled.create_changes]=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["summary"]["engine_changes"])' "$T/b-create.json")
     i=$(running "io.bottled.instance=$INST")

@@ -111,3 +111,95 @@ int sidecar_admin_get(struct engine *e, const char *container, const char *ip, c
     }
     return get_exec(e, container, url, ret_code, ret_body);
 }
+
+struct multi_slot {
+    CURL *c;
+    struct buf b;
+    size_t idx;
+};
+
+void sidecar_admin_get_many(struct engine *e, const char *path, struct admin_query *q, size_t n)
+{
+    enum { MAX_PARALLEL = 64 };
+    for (size_t i = 0; i < n; i++) {
+        q[i].code = 0;
+        q[i].body = NULL;
+        q[i].rc = BD_E_UNAVAIL;
+    }
+    CURLM *m = atomic_load(&direct_broken) ? NULL : curl_multi_init();
+    size_t next = 0, running_n = 0;
+    struct multi_slot slots[MAX_PARALLEL];
+    memset(slots, 0, sizeof(slots));
+    int broken = 0;
+    while (m && (next < n || running_n)) {
+        for (size_t s = 0; s < MAX_PARALLEL && next < n; s++) {
+            if (slots[s].c)
+                continue;
+            while (next < n && !q[next].ip)
+                next++;
+            if (next >= n)
+                break;
+            char url[160];
+            snprintf(url, sizeof(url), "http://%s:%d%s", q[next].ip, ADMIN_PORT, path);
+            CURL *c = curl_easy_init();
+            if (!c)
+                break;
+            buf_init(&slots[s].b, ADMIN_MAX_BODY);
+            curl_easy_setopt(c, CURLOPT_URL, url);
+            curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+            curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+            curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
+            curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 300L);
+            curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 2000L);
+            curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+            curl_easy_setopt(c, CURLOPT_WRITEDATA, &slots[s].b);
+            curl_easy_setopt(c, CURLOPT_PRIVATE, &slots[s]);
+            slots[s].c = c;
+            slots[s].idx = next++;
+            curl_multi_add_handle(m, c);
+            running_n++;
+        }
+        int still = 0;
+        if (curl_multi_perform(m, &still) != CURLM_OK)
+            break;
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(m, &left)) != NULL) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            struct multi_slot *sl = NULL;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&sl);
+            struct admin_query *qq = &q[sl->idx];
+            if (msg->data.result == CURLE_OK) {
+                curl_easy_getinfo(sl->c, CURLINFO_RESPONSE_CODE, &qq->code);
+                qq->body = xmalloc(sl->b.len + 1);
+                memcpy(qq->body, sl->b.data ? sl->b.data : "", sl->b.len);
+                qq->body[sl->b.len] = '\0';
+                qq->rc = 0;
+            } else if (msg->data.result == CURLE_OPERATION_TIMEDOUT) {
+                broken = 1; /* unroutable from here: exec below */
+            }
+            curl_multi_remove_handle(m, sl->c);
+            curl_easy_cleanup(sl->c);
+            buf_release(&sl->b);
+            sl->c = NULL;
+            running_n--;
+        }
+        if (running_n)
+            curl_multi_poll(m, NULL, 0, 100, NULL);
+    }
+    for (size_t s = 0; s < MAX_PARALLEL; s++)
+        if (slots[s].c) {
+            curl_multi_remove_handle(m, slots[s].c);
+            curl_easy_cleanup(slots[s].c);
+            buf_release(&slots[s].b);
+        }
+    if (m)
+        curl_multi_cleanup(m);
+    if (broken)
+        atomic_store(&direct_broken, 1);
+    /* the rest, one by one (exec where the address is not routable) */
+    for (size_t i = 0; i < n; i++)
+        if (q[i].rc != 0 && (broken || !q[i].ip || atomic_load(&direct_broken)))
+            q[i].rc = sidecar_admin_get(e, q[i].container, q[i].ip, path, &q[i].code, &q[i].body);
+}

@@ -25,4 +25,21 @@
 int sidecar_admin_get(struct engine *e, const char *container, const char *ip, const char *path,
                       long *ret_code, char **ret_body);
 
+/* One sidecar of a batch: in container/ip; out code/body (body malloc'd or NULL). */
+struct admin_query {
+    const char *container;
+    const char *ip;
+    long code;
+    char *body;
+    int rc; /* 0, or BD_E_UNAVAIL when neither way answered */
+};
+
+/*
+ * The same GET of path on many sidecars at once: the direct requests run
+ * concurrently (curl multi, at most 64 at a time), so a pass over 200
+ * sidecars costs about one round trip; those not answered directly are
+ * then read one by one through exec.
+ */
+void sidecar_admin_get_many(struct engine *e, const char *path, struct admin_query *q, size_t n);
+
 #endif

@@ -72,23 +72,6 @@ static const char *first_error(const struct diag_list *l, const char *name, cons
 
 /* Asks a running sidecar of ours (one that is kept: same spec hash) for
  * the config hash it serves. */
-static void query_config_hash(struct engine *e, const struct engine_container *c, const char *ip,
-                              struct plan_bottle_in *bi, char out[SHA256_HEX_LEN + 1])
-{
-    long code = 0;
-    char *body = NULL;
-    bi->config_state = PLAN_CONFIG_UNKNOWN;
-    if (sidecar_admin_get(e, c->id, ip, "/config-hash", &code, &body) == 0 && code == 200) {
-        size_t n = strspn(body, "0123456789abcdef");
-        if (n == SHA256_HEX_LEN && (body[n] == '\0' || body[n] == '\n')) {
-            memcpy(out, body, SHA256_HEX_LEN);
-            out[SHA256_HEX_LEN] = '\0';
-            bi->config_hash = out;
-            bi->config_state = PLAN_CONFIG_KNOWN;
-        }
-    }
-    free(body);
-}
 
 /*
  * The IPv4 routes of this host (/proc/net/route), as CIDR strings in the
@@ -419,8 +402,7 @@ static int compute_bottle(struct pass *ps, size_t k)
     if (px && plan_is_ours(&px->labels, ps->instance) && px->state &&
         !strcmp(px->state, "running") && px_hash &&
         !strcmp(px_hash, pbk->d->res[ROLE_PROXY].spec_hash))
-        query_config_hash(ps->e, px, pbk->d->res[ROLE_PROXY].container.endpoints[0].ipv4, bi,
-                          ps->hashes[k]);
+        bi->config_state = PLAN_CONFIG_UNKNOWN; /* asked below, all at once */
 out:
     render_output_free(r);
     free(cert);
@@ -546,6 +528,36 @@ int pass_prepare(struct pass *ps, const struct cmd *cmd, const struct opts *o, e
         if (ps->pb[k].d)
             immutable_check(ps, k);
     }
+    /* The config hash each running, kept sidecar serves: one batch. */
+    struct admin_query *q = xcalloc(ps->n + 1, sizeof(*q));
+    size_t *qk = xcalloc(ps->n + 1, sizeof(*qk));
+    size_t nq = 0;
+    for (size_t k = 0; k < ps->n; k++) {
+        if (!ps->pb[k].d || ps->in[k].config_state != PLAN_CONFIG_UNKNOWN)
+            continue;
+        const struct desired_resource *px = &ps->pb[k].d->res[ROLE_PROXY];
+        const struct engine_container *c = plan_find_container(&ps->ctrs, px->name);
+        q[nq].container = c->id;
+        q[nq].ip = px->container.endpoints[0].ipv4;
+        qk[nq++] = k;
+    }
+    sidecar_admin_get_many(ps->e, "/config-hash", q, nq);
+    for (size_t i = 0; i < nq; i++) {
+        struct plan_bottle_in *bi = &ps->in[qk[i]];
+        const char *body = q[i].body;
+        if (q[i].rc == 0 && q[i].code == 200 && body) {
+            size_t len = strspn(body, "0123456789abcdef");
+            if (len == SHA256_HEX_LEN && (body[len] == '\0' || body[len] == '\n')) {
+                memcpy(ps->hashes[qk[i]], body, SHA256_HEX_LEN);
+                ps->hashes[qk[i]][SHA256_HEX_LEN] = '\0';
+                bi->config_hash = ps->hashes[qk[i]];
+                bi->config_state = PLAN_CONFIG_KNOWN;
+            }
+        }
+        free(q[i].body);
+    }
+    free(q);
+    free(qk);
     /* Invalid ones (not in in[] as runnable) keep their resources. */
     for (size_t k = 0; k < ps->n; k++)
         if (ps->pb[k].invalid)
