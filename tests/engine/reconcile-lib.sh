@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tests/engine/reconcile-lib.sh - helpers for the `bottled reconcile` / `gc`
 # tests (t03NN-*.sh), sourced after harness.sh.
 #
