@@ -243,3 +243,27 @@ assert_rc() {
         fail "$2: expected exit $1, got $RC: $(said)"
     fi
 }
+
+# engine_events SINCE ID: the engine's own event log since SINCE (unix
+# seconds) for the containers of instance ID, in order, one "ACTION NAME"
+# line each (exec sessions as "exec NAME"). Only since= is used (Podman
+# 4.3's compat API answers nothing when until= is given): the stream is
+# read for 3 s.
+engine_events() {
+    local f
+    f=$(urlenc "{\"label\":[\"io.bottled.instance=$2\"]}")
+    { curl -s --max-time 3 --unix-socket "$SOCK" "$API/events?since=$1&filters=$f" || true; } | python3 -c '
+import json, sys
+for line in sys.stdin:
+    line = line.strip()
+    if not line:
+        continue
+    e = json.loads(line)
+    action = e.get("Action") or e.get("status") or ""
+    if action.startswith("exec"):
+        action = "exec"
+    print(action, (e.get("Actor") or {}).get("Attributes", {}).get("name"))'
+}
+# mutating_events SINCE ID: engine_events without the exec sessions (a pass
+# asks the sidecars for their config hash through exec): what changed
+mutating_events() { engine_events "$1" "$2" | { grep -v '^exec ' || true; }; }

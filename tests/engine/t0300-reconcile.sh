@@ -35,6 +35,7 @@ note "instance $INSTANCE, prefix $PREFIX, pool $POOL"
 P=$PREFIX-demo
 
 # ---- 1. from empty ---------------------------------------------------------
+T_START=$(date +%s)
 bd reconcile --once --json --detailed-exitcode
 assert_rc 2 "reconcile from empty exits 2 with --detailed-exitcode"
 assert_eq "create:int:missing create:egr:missing create:work:missing create:cfg:missing create:proxy:missing create:agent:missing" \
@@ -46,6 +47,17 @@ case "$(json 'd["summary"]["engine_changes"]')" in
 *) pass "summary.engine_changes counts the creates ($(json 'd["summary"]["engine_changes"]'))" ;;
 esac
 assert_eq "$(six_names demo)" "$(names_of "$INSTANCE" demo)" "the six resources exist under their names"
+# order, as the engine saw it: the sidecar started and was asked (exec,
+# /healthz) before the agent was created
+ORDER=$(engine_events "$T_START" "$INSTANCE" | python3 -c '
+import sys
+ev = sys.stdin.read().split("\n")
+agent, proxy = sys.argv[1], sys.argv[2]
+def first(e):
+    return ev.index(e) if e in ev else None
+s, x, c = first("start " + proxy), first("exec " + proxy), first("create " + agent)
+print("ok" if None not in (s, x, c) and s < x < c else "BAD: %s" % ";".join(ev))' "$P-agent" "$P-proxy")
+assert_eq ok "$ORDER" "the event log: sidecar started, then probed, then the agent created"
 
 # Every resource's labels, one inspect per resource.
 labels_ok=1
@@ -217,6 +229,8 @@ fi
 # ---- 2. a second pass: nothing to do ----------------------------------------
 snapshot "$INSTANCE" >"$_TMP/snap1"
 PX1=$(cstate "$P-proxy")
+sleep 1.1 # the engine's event log counts whole seconds
+T0=$(date +%s)
 bd reconcile --once --json --detailed-exitcode
 assert_rc 0 "a second reconcile exits 0 with --detailed-exitcode"
 assert_eq "0 0" "$(json '"%d %d" % (d["summary"]["engine_changes"], d["summary"]["actions"])')" \
@@ -226,6 +240,8 @@ cmp -s "$_TMP/snap1" "$_TMP/snap2" && pass "the second pass left every resource 
     fail "the second pass changed: $(diff "$_TMP/snap1" "$_TMP/snap2" | head -c 600)"
 bd plan --detailed-exitcode
 assert_rc 0 "plan --detailed-exitcode exits 0 after the apply"
+EV=$(mutating_events "$T0" "$INSTANCE")
+assert_eq "" "$EV" "the engine's event log shows no change to the instance's containers during the second pass and plan (exec sessions aside)"
 
 # ---- 3. env change: only the agent is recreated, its work volume kept ------------
 check_exec "$P-agent" "write a file into the workspace" 'echo kept-across-recreate >/workspace/keep.txt'
@@ -233,8 +249,20 @@ AGENT1=$(cid "$P-agent")
 bottle_md "$M" demo 'env: {DEMO: "2", DEMO_PATH: "/x:/y"}
 git-gate:
   user: {name: T0300 Tester, email: t0300@example.com}'
+sleep 1.1
+T3=$(date +%s)
 bd reconcile --once --json
 assert_rc 0 "reconcile after an env change exits 0"
+EV=$(mutating_events "$T3" "$INSTANCE")
+ORDER=$(python3 -c '
+import sys
+ev = sys.stdin.read().split("\n")
+agent, proxy = sys.argv[1], sys.argv[2]
+gone = [i for i, e in enumerate(ev) if e in ("remove " + agent, "destroy " + agent)]
+made = [i for i, e in enumerate(ev) if e == "create " + agent]
+print("ok" if gone and made and max(gone) < min(made) and not any(e.endswith(" " + proxy) for e in ev) else "BAD")' \
+    "$P-agent" "$P-proxy" <<<"$EV")
+assert_eq ok "$ORDER" "the event log: the old agent is removed before the new one is created, nothing done to the sidecar ($(tr '\n' ';' <<<"$EV"))"
 assert_eq "recreate:agent:spec changed" "$(actions_of demo)" "only the agent is recreated, cause spec changed"
 snapshot "$INSTANCE" >"$_TMP/snap3"
 assert_eq "$(grep -v " $P-agent " "$_TMP/snap2")" "$(grep -v " $P-agent " "$_TMP/snap3")" \
@@ -250,6 +278,17 @@ check_exec "$P-agent" "the file written before is still in /workspace (same work
     'test "$(cat /workspace/keep.txt)" = kept-across-recreate'
 bd plan --detailed-exitcode
 assert_rc 0 "plan is empty after the env change"
+
+# ---- 3b. a prompt change: the agent's /etc/bottle is part of its spec ----------
+AGENT2=$(cid "$P-agent")
+sed -i 's/^Prompt of demo\.$/A new prompt for demo./' "$M/demo.md"
+grep -q "^A new prompt for demo.$" "$M/demo.md" || fatal "change the prompt"
+bd reconcile --once --json
+assert_rc 0 "reconcile after a prompt change exits 0"
+assert_eq "recreate:agent:spec changed" "$(actions_of demo)" "a prompt change recreates only the agent"
+check_exec "$P-agent" "the new agent's /etc/bottle/prompt.md is the new body" \
+    'test "$(cat /etc/bottle/prompt.md)" = "A new prompt for demo."'
+check_exec "$P-agent" "the workspace file is still there" 'test -f /workspace/keep.txt'
 
 # ---- 4. routes-only and secret-only changes: deliver, recreate nothing --------
 config_change() { # DESCRIPTION: reconcile after a change that only touches the sidecar's config
@@ -279,6 +318,7 @@ git-gate:
 egress:
   routes:
     - host: example.org'
+sed -i 's/^Prompt of demo\.$/A new prompt for demo./' "$M/demo.md" # as in 3b: only the route differs
 config_change "$H1" "a route added"
 bd render --json demo
 if grep -q '"example.org"' "$OUT"; then pass "render shows the new route"; else fail "render: $(said)"; fi

@@ -85,6 +85,21 @@ assert_eq "$(six_names beta)" "$(names_of "$INSTANCE" beta)" "beta's six resourc
 assert_eq "$(render_hash beta)" "$(sidecar_hash "$PREFIX-beta-proxy")" "beta's sidecar serves the config with the secret"
 no_secret_anywhere "two bottles with secrets"
 
+# A secret that disappears fails its bottle, whose running resources stay.
+snapshot "$INSTANCE" >"$_TMP/before"
+write_secrets "$SECRETS" "CLAUDE_OAUTH_TOKEN@api.anthropic.com=$CLAUDE_VALUE"
+bd reconcile --once --json
+assert_rc 1 "beta's secret removed from the store: exit 1"
+assert_eq "up-to-date failed" "$(status_of alpha) $(status_of beta)" "beta fails, alpha is up to date"
+case "$(json "$(jb beta)['error']")" in
+*BETA_TOKEN*) pass "beta's error names the missing secret" ;;
+*) fail "beta's error: $(json "$(jb beta)['error']")" ;;
+esac
+assert_eq "$(cat "$_TMP/before")" "$(snapshot "$INSTANCE")" "beta's running resources are kept (no orphan deletion of a failed bottle)"
+write_secrets "$SECRETS" "CLAUDE_OAUTH_TOKEN@api.anthropic.com=$CLAUDE_VALUE" "BETA_TOKEN@beta.example.com=$BETA_VALUE"
+bd reconcile --once --json --detailed-exitcode
+assert_eq "0 0" "$RC $(json 'd["summary"]["engine_changes"]')" "the secret back: nothing to do (the sidecar kept its config)"
+
 # ---- 5. deleting a manifest removes that bottle and nothing else ---------------
 snapshot "$INSTANCE" >"$_TMP/before"
 rm "$M/beta.md"
@@ -145,7 +160,28 @@ assert_rc 1 "gc is blocked too (exit 1)"
 snapshot "$INSTANCE" >"$_TMP/after"
 cmp -s "$_TMP/before" "$_TMP/after" && pass "the orphan was not deleted, nothing changed" ||
     fail "changed: $(diff "$_TMP/before" "$_TMP/after" | head -c 600)"
+# A broken manifest blocks deletions only: another bottle's change is still applied.
+bottle_md "$M" alpha 'env: {CHANGED: "yes"}'
+bd reconcile --once --json
+assert_rc 1 "a change next to a broken manifest: exit 1 (gc still blocked)"
+assert_eq "recreate:agent:spec changed refused" "$(actions_of alpha) $(status_of beta)" \
+    "alpha's env change is applied while the orphan's deletion stays refused"
+# A bottle's own manifest broken: its running resources are kept as they are.
+snapshot "$INSTANCE" >"$_TMP/before"
+printf -- '---\nextends: [claude]\nagent: {command: [sleep, infinity]\nenv: {CHANGED: "no"}\n---\nbroken\n' >"$M/alpha.md"
+bd reconcile --once --json
+assert_rc 1 "alpha's own manifest broken: exit 1"
+assert_eq "failed" "$(status_of alpha)" "alpha is failed, with nothing done"
+case "$(json "$(jb alpha)['error']")" in
+*alpha.md*) pass "alpha's error names its file: $(json "$(jb alpha)['error']")" ;;
+*) fail "alpha's error: $(json "$(jb alpha)['error']")" ;;
+esac
+assert_eq "$(cat "$_TMP/before")" "$(snapshot "$INSTANCE")" "alpha's running resources (and the orphan's) are kept as they were"
 rm "$M/broken.md"
+bottle_md "$M" alpha 'env: {CHANGED: "yes"}'
+bd reconcile --once --json --max-deletes 0
+assert_eq "1 up-to-date refused" "$RC $(status_of alpha) $(status_of beta)" \
+    "alpha's fixed manifest matches what runs (up to date); --max-deletes 0 refuses the orphan"
 
 # ---- 8c. --max-deletes counts bottles; --force lifts it, BOTTLED_FORCE does not ----------
 rm "$M/alpha.md"

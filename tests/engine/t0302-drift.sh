@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # t0302: drift repair, the state lock and a second instance, against a real engine.
-#   6. an agent removed by hand is created again; a stopped agent or
+#   6. an agent or a sidecar removed by hand is created again; a stopped agent or
 #      sidecar is started (same container); an extra network connected by
 #      hand to the agent is repaired by recreating it without that network;
 #      each with its cause in the JSON;
@@ -61,6 +61,17 @@ NEW=$(cid "$P-agent")
     fail "agent removed by hand: id before $OLD, after '$NEW'"
 assert_eq running "$(cstate "$P-agent" | cut -d' ' -f1)" "agent removed by hand: the new agent runs"
 unchanged_but agent "agent removed by hand"
+
+# ---- 6a'. a sidecar removed by hand: only it is created again ---------------------------
+snapshot "$INSTANCE" >"$_TMP/before"
+OLD=$(cid "$P-proxy")
+api DELETE "/containers/$OLD?force=1" >/dev/null || fatal "remove the sidecar by hand"
+repaired "create:proxy:missing" "sidecar removed by hand"
+NEW=$(cid "$P-proxy")
+[ -n "$NEW" ] && [ "$NEW" != "$OLD" ] && pass "sidecar removed by hand: a new sidecar exists" ||
+    fail "sidecar removed by hand: id before $OLD, after '$NEW'"
+unchanged_but proxy "sidecar removed by hand (the agent is kept)"
+assert_eq "$(render_hash demo)" "$(sidecar_hash "$P-proxy")" "the new sidecar serves the rendered config hash"
 
 # ---- 6b. a stopped agent, a stopped sidecar ------------------------------------------
 for role in agent proxy; do
