@@ -709,25 +709,12 @@ static void record_bottle(struct apply *ap, struct job *j)
         state_bottle_release(&old);
 }
 
-/* Resource rows from a fresh listing (engine ids of what now exists). */
-static int record_resources(struct apply *ap, struct engine *e)
+/* Resource rows (engine ids of what exists) from listings of the engine. */
+static void record_listed(struct apply *ap, const struct engine_network_list *nets,
+                          const struct engine_volume_list *vols,
+                          const struct engine_container_list *ctrs)
 {
     struct pass *ps = ap->ps;
-    struct engine_strv f = {0};
-    char *lab = xasprintf("%s=%s", LABEL_INSTANCE, ps->instance);
-    engine_strv_add(&f, lab);
-    free(lab);
-    struct engine_network_list nets = {0};
-    struct engine_volume_list vols = {0};
-    struct engine_container_list ctrs = {0};
-    int rc = engine_network_list(e, &f, &nets);
-    if (!rc)
-        rc = engine_volume_list(e, &f, &vols);
-    if (!rc)
-        rc = engine_container_list(e, &f, &ctrs);
-    engine_strv_release(&f);
-    if (rc)
-        goto out;
     for (size_t k = 0; k < ps->n; k++) {
         const struct desired *d = ps->pb[k].d;
         if (!d)
@@ -737,15 +724,15 @@ static int record_resources(struct apply *ap, struct engine *e)
             const char *id = NULL, *hash = NULL;
             const struct engine_kvs *labels = NULL;
             if (res->kind == DESIRED_NETWORK) {
-                const struct engine_network *n = plan_find_network(&nets, res->name);
+                const struct engine_network *n = plan_find_network(nets, res->name);
                 if (n)
                     id = n->id, labels = &n->labels;
             } else if (res->kind == DESIRED_VOLUME) {
-                for (size_t i = 0; i < vols.n; i++)
-                    if (!strcmp(vols.v[i].name, res->name))
-                        id = vols.v[i].name, labels = &vols.v[i].labels;
+                for (size_t i = 0; i < vols->n; i++)
+                    if (vols->v[i].name && !strcmp(vols->v[i].name, res->name))
+                        id = vols->v[i].name, labels = &vols->v[i].labels;
             } else {
-                const struct engine_container *c = plan_find_container(&ctrs, res->name);
+                const struct engine_container *c = plan_find_container(ctrs, res->name);
                 if (c)
                     id = c->id, labels = &c->labels;
             }
@@ -760,7 +747,37 @@ static int record_resources(struct apply *ap, struct engine *e)
             (void)state_resource_put(ps->st, &sr);
         }
     }
-out:
+}
+
+/*
+ * Resource rows after the pass.  Without a mutating call the pass's own
+ * snapshot is still what exists: it is recorded as it is, so resources
+ * found by label (a lost database, a crash before the rows were written)
+ * are adopted again with no extra engine call.  Otherwise a fresh listing
+ * of this instance's resources gives the new engine ids.
+ */
+static int record_resources(struct apply *ap, struct engine *e)
+{
+    struct pass *ps = ap->ps;
+    if (!ap->mutations) {
+        record_listed(ap, &ps->nets, &ps->vols, &ps->ctrs);
+        return 0;
+    }
+    struct engine_strv f = {0};
+    char *lab = xasprintf("%s=%s", LABEL_INSTANCE, ps->instance);
+    engine_strv_add(&f, lab);
+    free(lab);
+    struct engine_network_list nets = {0};
+    struct engine_volume_list vols = {0};
+    struct engine_container_list ctrs = {0};
+    int rc = engine_network_list(e, &f, &nets);
+    if (!rc)
+        rc = engine_volume_list(e, &f, &vols);
+    if (!rc)
+        rc = engine_container_list(e, &f, &ctrs);
+    engine_strv_release(&f);
+    if (!rc)
+        record_listed(ap, &nets, &vols, &ctrs);
     engine_network_list_release(&nets);
     engine_volume_list_release(&vols);
     engine_container_list_release(&ctrs);
@@ -944,8 +961,7 @@ int apply_pass(struct pass *ps, enum apply_scope scope, FILE *out, struct apply_
     if (state_begin(ps->st) == 0) {
         for (size_t i = 0; i < ap.n_jobs; i++)
             record_bottle(&ap, &ap.jobs[i]);
-        if (ap.mutations)
-            (void)record_resources(&ap, ps->e);
+        (void)record_resources(&ap, ps->e);
         (void)state_commit(ps->st);
     }
     for (size_t i = 0; i < ap.n_jobs; i++) {
