@@ -337,6 +337,23 @@ snapshot "$INSTANCE" >"$_TMP/after"
 cmp -s "$_TMP/before" "$_TMP/after" && pass "after state.db is deleted: every resource kept (same ids)" ||
     fail "resources changed: $(diff "$_TMP/before" "$_TMP/after" | head -c 600)"
 [ -e "$STATE/state.db" ] && pass "the database is created again" || fail "no state.db after the pass"
+# ... and the resources are adopted again by label: the new database knows
+# each one's engine id (what `bottled status` shows), with no engine change.
+want_ids() {
+    local r
+    for r in int egr; do printf '%s=%s ' $r "$(api GET "/networks/$P-$r" | jget Id)"; done
+    for r in work cfg; do printf '%s=%s ' $r "$P-$r"; done
+    for r in proxy agent; do printf '%s=%s ' $r "$(cid "$P-$r")"; done
+}
+recorded_ids() {
+    python3 - "$STATE/state.db" <<'EOF'
+import sqlite3, sys
+c = sqlite3.connect("file:%s?mode=ro" % sys.argv[1], uri=True)
+rows = dict(c.execute("SELECT role, engine_id FROM resources WHERE bottle = 'demo'"))
+print(" ".join("%s=%s" % (r, rows.get(r)) for r in ("int", "egr", "work", "cfg", "proxy", "agent")), end=" ")
+EOF
+}
+assert_eq "$(want_ids)" "$(recorded_ids)" "the new database records every resource with its engine id (adopted by label)"
 bd plan --detailed-exitcode
 assert_rc 0 "plan is empty with the new database"
 
