@@ -118,10 +118,16 @@ write_secrets() {
 }
 
 # bottle_md DIR NAME [EXTRA-FRONT-MATTER]: a bottle extending claude, running
-# `sleep infinity` (the default agent image has no claude); body "Prompt of NAME."
+# `sleep infinity` (the default agent image has no claude) unless the extra
+# front matter has its own agent: line; body "Prompt of NAME."
 bottle_md() {
     {
-        printf -- '---\nextends: [claude]\nagent: {command: [sleep, infinity]}\n'
+        printf -- '---\nextends: [claude]\n'
+        case "${3:-}" in
+        agent:* | *"
+agent:"*) ;;
+        *) printf 'agent: {command: [sleep, infinity]}\n' ;;
+        esac
         [ -z "${3:-}" ] || printf '%s\n' "$3"
         printf -- '---\nPrompt of %s.\n' "$2"
     } >"$1/$2.md"

@@ -235,6 +235,8 @@ assert_eq "" "$(snapshot "$INSTANCE")" "nothing of the instance is left"
 cp "$REPO/examples/claude.md" "$M/"
 bottle_md "$M" delta
 bottle_md "$M" epsilon
+bottle_md "$M" zeta
+bottle_md "$M" eta 'agent: {image: localhost/bottled-no-such-image:t0301, command: [sleep, infinity]}'
 FOREIGN=$(api POST "/containers/create?name=$PREFIX-delta-agent" \
     "{\"Image\":\"$AGENT_IMAGE\",\"Cmd\":[\"sleep\",\"600\"],\"Labels\":{\"$RUN_LABEL\":\"$RUN_ID\"}}" | jget Id) ||
     fatal "create a foreign container named $PREFIX-delta-agent"
@@ -247,7 +249,8 @@ print(c["Id"], c["Name"].lstrip("/"), c["State"]["Status"], c["State"]["StartedA
 F_BEFORE=$(fstate)
 bd reconcile --once --json
 assert_rc 1 "a name held by a foreign container: reconcile exits 1"
-assert_eq "conflict changes" "$(status_of delta) $(status_of epsilon)" "delta is a conflict, epsilon is applied"
+assert_eq "conflict changes changes" "$(status_of delta) $(status_of epsilon) $(status_of zeta)" \
+    "delta is a conflict, epsilon and zeta are applied"
 case "$(json "$(jb delta)['error']")" in
 *"$PREFIX-delta-agent"*"not managed by bottled"*) pass "the conflict names the container and why" ;;
 *) fail "conflict error: $(json "$(jb delta)['error']")" ;;
@@ -255,6 +258,18 @@ esac
 assert_eq "$F_BEFORE" "$(fstate)" "the foreign container is untouched (id, name, state, start time, labels, networks)"
 assert_eq "" "$(names_of "$INSTANCE" delta)" "nothing of delta was created"
 assert_eq "$(six_names epsilon)" "$(names_of "$INSTANCE" epsilon)" "epsilon was created"
+assert_eq "$(six_names zeta)" "$(names_of "$INSTANCE" zeta)" "zeta was created in the same pass"
+# epsilon and zeta, created concurrently: four distinct /28s of the pool
+SUBNETS=$(for b in epsilon zeta; do for r in int egr; do
+    api GET "/networks/$PREFIX-$b-$r" | python3 -c 'import json, sys; print(json.load(sys.stdin)["IPAM"]["Config"][0]["Subnet"])'
+done; done | sort -u | wc -l)
+assert_eq 4 "$SUBNETS" "the bottles created in one pass got four distinct /28s"
+assert_eq "failed" "$(status_of eta)" "a bottle whose agent image is missing fails"
+case "$(json "$(jb eta)['error']")" in
+*bottled-no-such-image*"pull or build"*) pass "its error names the image and says to pull or build it" ;;
+*) fail "missing image error: $(json "$(jb eta)['error']")" ;;
+esac
+assert_eq "" "$(names_of "$INSTANCE" eta)" "nothing of eta was created"
 bd reconcile --once --json
 assert_rc 1 "the next pass: still exit 1"
 assert_eq "$F_BEFORE" "$(fstate)" "the foreign container is still untouched"

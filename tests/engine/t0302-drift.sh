@@ -184,6 +184,23 @@ kill "$fpid"
 wait "$fpid" 2>/dev/null || true
 flock -xn "$STATE/lock" true && pass "the flock(1) holder is gone" || fail "the lock is still held"
 
+# ---- another --subnet-pool recreates nothing; another --name-prefix renames -------------
+snapshot "$INSTANCE" >"$_TMP/before"
+POOL=10.213.0.0/16 bd reconcile --once --json --detailed-exitcode
+assert_eq "0 0" "$RC $(json 'd["summary"]["engine_changes"]')" "a changed --subnet-pool recreates nothing (subnets are kept)"
+assert_eq "$(cat "$_TMP/before")" "$(snapshot "$INSTANCE")" "same resources after the pool change"
+OLD_PREFIX=$PREFIX
+PREFIX=$(new_prefix t0302r)
+P=$PREFIX-demo
+bd reconcile --once --json
+assert_rc 0 "a changed --name-prefix: reconcile exits 0"
+assert_eq "delete:agent:not desired (agent $OLD_PREFIX-demo-agent) delete:proxy:not desired (proxy $OLD_PREFIX-demo-proxy) delete:cfg:not desired (cfg $OLD_PREFIX-demo-cfg) delete:work:not desired (work $OLD_PREFIX-demo-work) delete:egr:not desired (egr $OLD_PREFIX-demo-egr) delete:int:not desired (int $OLD_PREFIX-demo-int) create:int:missing create:egr:missing create:work:missing create:cfg:missing create:proxy:missing create:agent:missing" \
+    "$(actions_of demo)" "the old names are deleted (in delete order), then the new ones created"
+assert_eq "$(six_names demo)" "$(snapshot "$INSTANCE" | awk '{print $2}' | sort | tr '\n' ' ' | sed 's/ $//')" \
+    "only the six resources under the new prefix exist"
+bd plan --detailed-exitcode
+assert_rc 0 "plan under the new prefix is empty"
+
 # ---- 7. a second instance on the same engine --------------------------------------------
 STATE2=$_TMP/state2
 INSTANCE2=$(new_state "$STATE2")
