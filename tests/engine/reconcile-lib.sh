@@ -18,6 +18,10 @@ PROXY_IMAGE=localhost/bottled-proxy:$VERSION
 AGENT_IMAGE=localhost/bottled-agent:latest
 : "${BOTTLED_BIN:?BOTTLED_BIN (the bottled binary) must be set; ctest sets it}"
 BD_TIMEOUT=${BD_TIMEOUT:-150} # seconds any one bottled command may take
+# After this many seconds no bottled command starts any more: the test ends
+# as a failure while the EXIT trap can still clean up, well before ctest's
+# TIMEOUT (300 s) kills it without one (a loaded engine can be that slow).
+_RT_DEADLINE=$((SECONDS + ${BD_DEADLINE:-210}))
 
 _INSTANCES=$_TMP/instances # one instance id per line
 : >"$_INSTANCES"
@@ -150,15 +154,18 @@ bd() {
             --insecure-no-host-firewall)
         ;;
     esac
+    local limit=$BD_TIMEOUT left=$((_RT_DEADLINE - SECONDS))
+    [ "$left" -gt 0 ] || fatal "out of time before \`bottled $cmd $*\` (BD_DEADLINE; is the engine overloaded?)"
+    [ "$left" -ge "$limit" ] || limit=$left
     set +e
-    timeout "$BD_TIMEOUT" "$BOTTLED_BIN" "$cmd" "${args[@]}" "$@" >"$OUT" 2>"$ERR"
+    timeout "$limit" "$BOTTLED_BIN" "$cmd" "${args[@]}" "$@" >"$OUT" 2>"$ERR"
     RC=$?
     set -e
     {
         printf '== bottled %s %s (exit %d)\n' "$cmd" "$*" "$RC"
         cat "$OUT" "$ERR"
     } >>"$ALL_OUTPUT"
-    [ "$RC" != 124 ] || note "bottled $cmd timed out after $BD_TIMEOUT s"
+    [ "$RC" != 124 ] || note "bottled $cmd timed out after $limit s"
     return 0
 }
 # what bottled printed, for a failure message

@@ -214,6 +214,9 @@ check_exec "$P-agent" "the agent's user can write its workspace" 'touch /workspa
 assert_eq running "$(pj 'c["State"]["Status"]')" "the sidecar runs"
 check_exec "$P-proxy" "the sidecar's ip_forward is 0 (IPv4 and IPv6)" \
     'test "$(cat /proc/sys/net/ipv4/ip_forward)" = 0 && { ! test -e /proc/sys/net/ipv6/conf/all/forwarding || test "$(cat /proc/sys/net/ipv6/conf/all/forwarding)" = 0; }'
+EGR_MAC=$(pj 'c["NetworkSettings"]["Networks"]["'"$P-egr"'"]["MacAddress"]')
+check_exec "$P-proxy" "the sidecar's default route leaves through the egress network" \
+    "dev=\$(awk '\$2 == \"00000000\" {print \$1; exit}' /proc/net/route) && test -n \"\$dev\" && test \"\$(cat /sys/class/net/\$dev/address)\" = '$EGR_MAC'"
 check_exec "$P-proxy" "the sidecar answers /healthz with 200" \
     'test "$(curl -s -o /dev/null -w "%{http_code}" --max-time 5 http://127.0.0.1:9098/healthz)" = 200'
 bd render --json demo
