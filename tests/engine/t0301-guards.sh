@@ -274,4 +274,20 @@ bd reconcile --once --json
 assert_rc 1 "the next pass: still exit 1"
 assert_eq "$F_BEFORE" "$(fstate)" "the foreign container is still untouched"
 
+# ---- exit codes of bottled's own configuration and of an unreachable engine -------------
+snapshot "$INSTANCE" >"$_TMP/before"
+chmod 0644 "$SECRETS"
+bd reconcile --once
+assert_rc 2 "a secrets file readable by others: reconcile exits 2 (bottled's own configuration)"
+bd reconcile --once --detailed-exitcode
+assert_rc 1 "... 1 with --detailed-exitcode"
+bd gc
+assert_rc 2 "... gc exits 2 too"
+chmod 0600 "$SECRETS"
+bd reconcile --once --subnet-pool 10.213.0.0/30
+assert_rc 2 "a --subnet-pool smaller than a /28: exit 2"
+SOCK=$_TMP/no-such.sock bd reconcile --once
+assert_rc 3 "an engine that does not answer: exit 3"
+assert_eq "$(cat "$_TMP/before")" "$(snapshot "$INSTANCE")" "none of these touched anything"
+
 no_secret_anywhere "at the end"
