@@ -737,7 +737,7 @@ static int record_resources(struct apply *ap, struct engine *e, int fresh)
                     id = n->id, labels = &n->labels;
             } else if (res->kind == DESIRED_VOLUME) {
                 for (size_t i = 0; i < vols->n; i++)
-                    if (!strcmp(vols->v[i].name, res->name))
+                    if (vols->v[i].name && !strcmp(vols->v[i].name, res->name))
                         id = vols->v[i].name, labels = &vols->v[i].labels;
             } else {
                 const struct engine_container *c = plan_find_container(ctrs, res->name);
