@@ -235,10 +235,14 @@ cstate() {
         true
 }
 
+# ADMIN_SH: shell, run inside a sidecar, that sets $a to its admin address
+# (ADDR:PORT after --admin in its command line: the egress-side address)
+# shellcheck disable=SC2016 # expanded inside the container
+ADMIN_SH='a=$(tr "\000" "\n" </proc/1/cmdline | sed -n "/^--admin$/{n;p;}")'
 # sidecar_hash NAME: what the sidecar's admin endpoint reports as its config hash
 sidecar_hash() {
     local rc
-    rc=$(exec_in "$1" 'curl -s --max-time 5 http://127.0.0.1:9098/config-hash') || return 0
+    rc=$(exec_in "$1" "$ADMIN_SH; curl -s --max-time 5 http://\$a/config-hash") || return 0
     [ "$rc" = 0 ] && tr -d '\n' <"$EXEC_OUT_FILE"
     return 0
 }

@@ -218,7 +218,7 @@ EGR_MAC=$(pj 'c["NetworkSettings"]["Networks"]["'"$P-egr"'"]["MacAddress"]')
 check_exec "$P-proxy" "the sidecar's default route leaves through the egress network" \
     "dev=\$(awk '\$2 == \"00000000\" {print \$1; exit}' /proc/net/route) && test -n \"\$dev\" && test \"\$(cat /sys/class/net/\$dev/address)\" = '$EGR_MAC'"
 check_exec "$P-proxy" "the sidecar answers /healthz with 200" \
-    'test "$(curl -s -o /dev/null -w "%{http_code}" --max-time 5 http://127.0.0.1:9098/healthz)" = 200'
+    "$ADMIN_SH"'; test "$(curl -s -o /dev/null -w "%{http_code}" --max-time 5 "http://$a/healthz")" = 200'
 bd render --json demo
 H1=$(json 'd["config_hash"]')
 assert_eq "0 True" "$RC $(json 'len(d["config_hash"]) == 64')" "bottled render --json demo exits 0 with a config hash"

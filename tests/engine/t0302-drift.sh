@@ -84,7 +84,7 @@ for role in agent proxy; do
         "stopped $role: started again, same container, nothing else changed"
 done
 check_exec "$P-proxy" "the restarted sidecar answers /healthz with 200" \
-    'test "$(curl -s -o /dev/null -w "%{http_code}" --max-time 5 http://127.0.0.1:9098/healthz)" = 200'
+    "$ADMIN_SH"'; test "$(curl -s -o /dev/null -w "%{http_code}" --max-time 5 "http://$a/healthz")" = 200'
 assert_eq "$(render_hash demo)" "$(sidecar_hash "$P-proxy")" "the restarted sidecar serves the rendered config hash"
 
 # ---- 6c. an extra network connected by hand -------------------------------------------
