@@ -709,7 +709,80 @@ static void record_bottle(struct apply *ap, struct job *j)
         state_bottle_release(&old);
 }
 
-/* Resource rows from a fresh listing (engine ids of what now exists). */
+/* The recorded resource rows, as "bottle/role/name/engine id/spec hash"
+ * keys sorted for bsearch. */
+struct row_keys {
+    char **v;
+    size_t n;
+};
+
+static char *row_key(const char *bottle, const char *role, const char *name, const char *id,
+                     const char *hash)
+{
+    return xasprintf("%s/%s/%s/%s/%s", bottle, role, name, id ? id : "", hash ? hash : "");
+}
+
+static int row_keys_cb(const struct state_resource *r, void *arg)
+{
+    struct row_keys *k = arg;
+    k->v = xrealloc(k->v, (k->n + 1) * sizeof(*k->v));
+    k->v[k->n++] = row_key(r->bottle, r->role, r->name, r->engine_id, r->spec_hash);
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Resource rows (engine ids of what exists) from these lists; rows already
+ * recorded as they are in known (if given) are not written again. */
+static void put_resources(struct pass *ps, const struct engine_network_list *nets,
+                          const struct engine_volume_list *vols,
+                          const struct engine_container_list *ctrs, const struct row_keys *known)
+{
+    for (size_t k = 0; k < ps->n; k++) {
+        const struct desired *d = ps->pb[k].d;
+        if (!d)
+            continue;
+        for (size_t r = 0; r < d->n; r++) {
+            const struct desired_resource *res = &d->res[r];
+            const char *id = NULL, *hash = NULL;
+            const struct engine_kvs *labels = NULL;
+            if (res->kind == DESIRED_NETWORK) {
+                const struct engine_network *n = plan_find_network(nets, res->name);
+                if (n)
+                    id = n->id, labels = &n->labels;
+            } else if (res->kind == DESIRED_VOLUME) {
+                for (size_t i = 0; i < vols->n; i++)
+                    if (vols->v[i].name && !strcmp(vols->v[i].name, res->name))
+                        id = vols->v[i].name, labels = &vols->v[i].labels;
+            } else {
+                const struct engine_container *c = plan_find_container(ctrs, res->name);
+                if (c)
+                    id = c->id, labels = &c->labels;
+            }
+            if (!labels || !plan_is_ours(labels, ps->instance))
+                continue;
+            hash = engine_kvs_get(labels, LABEL_SPEC_HASH);
+            if (known && known->n) {
+                char *key = row_key(d->bottle, desired_role_name(res->role), res->name, id, hash);
+                int same = bsearch(&key, known->v, known->n, sizeof(*known->v), cmp_str) != NULL;
+                free(key);
+                if (same)
+                    continue;
+            }
+            struct state_resource sr = {.bottle = d->bottle,
+                                        .role = desired_role_name(res->role),
+                                        .name = res->name,
+                                        .engine_id = id,
+                                        .spec_hash = hash};
+            (void)state_resource_put(ps->st, &sr);
+        }
+    }
+}
+
+/* Resource rows from a fresh listing, after this pass changed the engine. */
 static int record_resources(struct apply *ap, struct engine *e)
 {
     struct pass *ps = ap->ps;
@@ -726,41 +799,8 @@ static int record_resources(struct apply *ap, struct engine *e)
     if (!rc)
         rc = engine_container_list(e, &f, &ctrs);
     engine_strv_release(&f);
-    if (rc)
-        goto out;
-    for (size_t k = 0; k < ps->n; k++) {
-        const struct desired *d = ps->pb[k].d;
-        if (!d)
-            continue;
-        for (size_t r = 0; r < d->n; r++) {
-            const struct desired_resource *res = &d->res[r];
-            const char *id = NULL, *hash = NULL;
-            const struct engine_kvs *labels = NULL;
-            if (res->kind == DESIRED_NETWORK) {
-                const struct engine_network *n = plan_find_network(&nets, res->name);
-                if (n)
-                    id = n->id, labels = &n->labels;
-            } else if (res->kind == DESIRED_VOLUME) {
-                for (size_t i = 0; i < vols.n; i++)
-                    if (!strcmp(vols.v[i].name, res->name))
-                        id = vols.v[i].name, labels = &vols.v[i].labels;
-            } else {
-                const struct engine_container *c = plan_find_container(&ctrs, res->name);
-                if (c)
-                    id = c->id, labels = &c->labels;
-            }
-            if (!labels || !plan_is_ours(labels, ps->instance))
-                continue;
-            hash = engine_kvs_get(labels, LABEL_SPEC_HASH);
-            struct state_resource sr = {.bottle = d->bottle,
-                                        .role = desired_role_name(res->role),
-                                        .name = res->name,
-                                        .engine_id = id,
-                                        .spec_hash = hash};
-            (void)state_resource_put(ps->st, &sr);
-        }
-    }
-out:
+    if (!rc)
+        put_resources(ps, &nets, &vols, &ctrs, NULL);
     engine_network_list_release(&nets);
     engine_volume_list_release(&vols);
     engine_container_list_release(&ctrs);
@@ -944,8 +984,22 @@ int apply_pass(struct pass *ps, enum apply_scope scope, FILE *out, struct apply_
     if (state_begin(ps->st) == 0) {
         for (size_t i = 0; i < ap.n_jobs; i++)
             record_bottle(&ap, &ap.jobs[i]);
-        if (ap.mutations)
+        /* After changes, from a fresh listing; otherwise the pass's
+         * snapshot is still the truth: record it too, or a database lost
+         * (or a crash before this commit) would never learn the engine ids
+         * of resources that no later pass changes. */
+        if (ap.mutations) {
             (void)record_resources(&ap, ps->e);
+        } else {
+            struct row_keys known = {0};
+            (void)state_resources_each(ps->st, NULL, row_keys_cb, &known);
+            if (known.n)
+                qsort(known.v, known.n, sizeof(*known.v), cmp_str);
+            put_resources(ps, &ps->nets, &ps->vols, &ps->ctrs, &known);
+            for (size_t i = 0; i < known.n; i++)
+                free(known.v[i]);
+            free(known.v);
+        }
         (void)state_commit(ps->st);
     }
     for (size_t i = 0; i < ap.n_jobs; i++) {
