@@ -19,7 +19,8 @@ its unix socket, like harness.sh.  Environment:
       and cfg and the containers proxy and agent, each once, labelled
       managed=true, instance, bottle and role (a duplicate, a leak, an
       unlabelled leftover or a deleted bottle's object is a difference);
-    - state.db has no pending intent and one bottles row per BOTTLE;
+    - state.db has no pending intent, one bottles row per BOTTLE and one
+      resources row per object above, with its engine id;
     - each agent's /etc/bottle (read as an archive: no exec needed) holds
       the bottle's prompt, a gitconfig and the CA certificate of the state
       dir.
@@ -61,23 +62,23 @@ def req(method, path, ok=(200,)):
 
 
 def inventory():
-    """[(kind, name, "kind name managed instance bottle role")], sorted."""
+    """[(kind, name, "kind name managed instance bottle role", engine id)], sorted."""
     rows = []
 
-    def add(kind, name, labels):
+    def add(kind, name, labels, eid):
         labels = labels or {}
         if name.startswith(PREFIX) or labels.get("io.bottled.instance") == INSTANCE:
             desc = " ".join([kind, name] + [labels.get("io.bottled." + k, "-")
                                             for k in ("managed", "instance", "bottle", "role")])
-            rows.append((kind, name, desc))
+            rows.append((kind, name, desc, eid))
 
     for c in json.loads(req("GET", "/containers/json?all=true")):
         for n in c.get("Names") or []:
-            add("container", n.lstrip("/"), c.get("Labels"))
+            add("container", n.lstrip("/"), c.get("Labels"), c["Id"])
     for n in json.loads(req("GET", "/networks")):
-        add("network", n["Name"], n.get("Labels"))
+        add("network", n["Name"], n.get("Labels"), n["Id"])
     for v in json.loads(req("GET", "/volumes")).get("Volumes") or []:
-        add("volume", v["Name"], v.get("Labels"))
+        add("volume", v["Name"], v.get("Labels"), v["Name"])
     return sorted(rows)
 
 
@@ -86,7 +87,7 @@ def wipe():
     paths = {"container": "/containers/%s?force=true&v=true", "volume": "/volumes/%s?force=true",
              "network": "/networks/%s"}
     for kind in ("container", "volume", "network"):
-        for k, name, _ in rows:
+        for k, name, _, _ in rows:
             if k == kind:
                 req("DELETE", paths[kind] % urllib.parse.quote(name, safe=""), (200, 204, 404))
     left = inventory()
@@ -108,7 +109,8 @@ def check(bottles):
 
     want = sorted("%s %s%s-%s true %s %s %s" % (k, PREFIX, b, r, INSTANCE, b, r)
                   for b in bottles for k, r in ROLES)
-    got = [r[2] for r in inventory()]
+    inv = inventory()
+    got = [r[2] for r in inv]
     if got != want:
         missing = [x for x in sorted(set(want)) if got.count(x) < want.count(x)]
         extra = [x for x in sorted(set(got)) if got.count(x) > want.count(x)]
@@ -123,6 +125,14 @@ def check(bottles):
         rows = [r[0] for r in db.execute("SELECT name FROM bottles ORDER BY name")]
         if rows != sorted(bottles):
             probs.append("bottle rows in state.db: %s, want %s" % (rows, sorted(bottles)))
+        # the resources table knows what exists, with the engine ids
+        ids = {r[1]: r[3] for r in inv}
+        rows = sorted(db.execute("SELECT bottle, role, name, engine_id FROM resources"))
+        want_rows = sorted((b, r, "%s%s-%s" % (PREFIX, b, r), ids.get("%s%s-%s" % (PREFIX, b, r)))
+                           for b in bottles for _, r in ROLES)
+        if rows != want_rows:
+            probs.append("resources in state.db: missing or stale %s, unexpected %s" % (
+                [x[:3] for x in want_rows if x not in rows], [x[:3] for x in rows if x not in want_rows]))
         db.close()
     except sqlite3.Error as e:
         probs.append("state.db: %s" % e)

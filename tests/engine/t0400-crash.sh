@@ -27,8 +27,8 @@
 #     labels) under our name prefix and under our instance label: no
 #     duplicate, nothing unlabelled, nothing of a deleted bottle;
 #   - each agent has /etc/bottle with the bottle CA of the state dir;
-#   - the state database has no pending intent and exactly the expected
-#     bottle rows.
+#   - the state database has no pending intent, exactly the expected
+#     bottle rows, and a resources row per object with its engine id.
 # After each scenario: state.db removed (instance-id, hmac.key, ca/ kept),
 # and a rerun recreates nothing (0 engine changes, plan empty).
 # A run that fails with Podman's transient network-create race (see
@@ -246,6 +246,10 @@ crash_scenario() {
         awk '{c=$1; $1=""; printf "%s%s x%d", sep, $0, c; sep=","}')"
 
     for n in ${BOTTLED_CRASH_N:-$(seq 1 "$total")}; do
+        if [ "$n" -gt "$total" ]; then
+            note "$name: BOTTLED_CRASH_N: $n is past N_total $total, not run"
+            continue
+        fi
         what=$(sed -n "${n}p" "$_TMP/count" | cut -d' ' -f2-)
         t1=$(date +%s)
         tries=1
