@@ -12,6 +12,7 @@ its unix socket, like harness.sh.  Environment:
 
   wipe                remove every object named PREFIX-... or labelled with
                       INSTANCE (containers, then volumes, then networks)
+  remove BOTTLE       remove that bottle's six objects by name
   check BOTTLE...     one line per problem on stdout, exit 1 if any:
     - AGAIN says summary.engine_changes 0;
     - the objects named PREFIX-... or labelled io.bottled.instance=INSTANCE
@@ -21,6 +22,7 @@ its unix socket, like harness.sh.  Environment:
       unlabelled leftover or a deleted bottle's object is a difference);
     - state.db has no pending intent, one bottles row per BOTTLE and one
       resources row per object above, with its engine id;
+    - the state dir holds a CA (ca/BOTTLE) for each BOTTLE and no other;
     - each agent's /etc/bottle (read as an archive: no exec needed) holds
       the bottle's prompt, a gitconfig and the CA certificate of the state
       dir.
@@ -95,6 +97,15 @@ def wipe():
         sys.exit("left after the wipe: " + "; ".join(r[2] for r in left))
 
 
+def remove(bottle):
+    """Removes one bottle's objects by hand, as bottled would delete them."""
+    paths = {"container": "/containers/%s?force=true&v=true", "volume": "/volumes/%s?force=true",
+             "network": "/networks/%s"}
+    for kind, role in ROLES:
+        name = "%s%s-%s" % (PREFIX, bottle, role)
+        req("DELETE", paths[kind] % urllib.parse.quote(name, safe=""), (200, 204, 404))
+
+
 def check(bottles):
     probs = []
     again = os.environ.get("AGAIN")
@@ -137,6 +148,13 @@ def check(bottles):
     except sqlite3.Error as e:
         probs.append("state.db: %s" % e)
 
+    try:
+        cas = sorted(os.listdir(os.path.join(STATE, "ca")))
+    except OSError as e:
+        cas = ["(%s)" % e]
+    if cas != sorted(bottles):
+        probs.append("bottle CAs in the state dir: %s, want %s" % (cas, sorted(bottles)))
+
     for b in bottles:
         c = "%s%s-agent" % (PREFIX, b)
         try:
@@ -162,7 +180,9 @@ def check(bottles):
 if __name__ == "__main__":
     if len(sys.argv) >= 2 and sys.argv[1] == "wipe":
         wipe()
+    elif len(sys.argv) == 3 and sys.argv[1] == "remove":
+        remove(sys.argv[2])
     elif len(sys.argv) >= 2 and sys.argv[1] == "check":
         sys.exit(check(sys.argv[2:]))
     else:
-        sys.exit("usage: t0400-crash.py wipe | check BOTTLE...")
+        sys.exit("usage: t0400-crash.py wipe | remove BOTTLE | check BOTTLE...")

@@ -28,7 +28,11 @@
 #     duplicate, nothing unlabelled, nothing of a deleted bottle;
 #   - each agent has /etc/bottle with the bottle CA of the state dir;
 #   - the state database has no pending intent, exactly the expected
-#     bottle rows, and a resources row per object with its engine id.
+#     bottle rows, and a resources row per object with its engine id;
+#     the state dir a CA for each expected bottle and no other.
+# Delete also checks the window after the last engine delete, which no
+# fault point reaches (the hook kills before side effects): the objects
+# removed by hand, the records left; the rerun must forget them.
 # After each scenario: state.db removed (instance-id, hmac.key, ca/ kept),
 # and a rerun recreates nothing (0 engine changes, plan empty).
 # A run that fails with Podman's transient network-create race (see
@@ -272,6 +276,21 @@ crash_scenario() {
         pass "$name: killed at each of $ok fault point(s) of $total, every rerun converged"
     else
         fail "$name: $bad of $((ok + bad)) crash points did not converge"
+    fi
+
+    # the one window no fault point reaches: a delete killed after its last
+    # engine call, before the bottle's records and CA were forgotten
+    if [ "$name" = delete ]; then
+        "$reset" || fatal "$name: reset to the start state: $PROBLEMS"
+        "$apply"
+        helper remove del || fatal "remove the deleted bottle's objects by hand"
+        reconcile rerun --
+        RC_RERUN=$RC
+        if converged "$@"; then
+            pass "$name: objects gone but records left (a kill after the last engine delete): the rerun forgets them"
+        else
+            fail "$name: objects gone but records left (a kill after the last engine delete): $PROBLEMS"
+        fi
     fi
 
     # losing the database: adopted again by label, nothing recreated
