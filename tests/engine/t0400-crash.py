@@ -54,10 +54,14 @@ class Conn(http.client.HTTPConnection):
 
 def req(method, path, ok=(200,)):
     c = Conn("d")
-    c.request(method, "/v1.41" + path)
-    r = c.getresponse()
-    body = r.read()
-    c.close()
+    try:
+        c.request(method, "/v1.41" + path)
+        r = c.getresponse()
+        body = r.read()
+    except OSError as e:  # timeouts included
+        raise RuntimeError("%s %s: the engine did not answer: %s" % (method, path, e)) from e
+    finally:
+        c.close()
     if r.status not in ok:
         raise RuntimeError("%s %s: HTTP %d: %s" % (method, path, r.status, body[:300]))
     return body
@@ -178,11 +182,15 @@ def check(bottles):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) >= 2 and sys.argv[1] == "wipe":
-        wipe()
-    elif len(sys.argv) == 3 and sys.argv[1] == "remove":
-        remove(sys.argv[2])
-    elif len(sys.argv) >= 2 and sys.argv[1] == "check":
-        sys.exit(check(sys.argv[2:]))
-    else:
-        sys.exit("usage: t0400-crash.py wipe | remove BOTTLE | check BOTTLE...")
+    try:
+        if len(sys.argv) >= 2 and sys.argv[1] == "wipe":
+            wipe()
+        elif len(sys.argv) == 3 and sys.argv[1] == "remove":
+            remove(sys.argv[2])
+        elif len(sys.argv) >= 2 and sys.argv[1] == "check":
+            sys.exit(check(sys.argv[2:]))
+        else:
+            sys.exit("usage: t0400-crash.py wipe | remove BOTTLE | check BOTTLE...")
+    except RuntimeError as e:
+        print(e)
+        sys.exit(1)
