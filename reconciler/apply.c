@@ -798,6 +798,49 @@ static void recover_intents(struct apply *ap)
     free(ids);
 }
 
+struct name_list {
+    char **v;
+    size_t n;
+};
+
+static int gone_cb(const struct state_bottle *b, void *arg)
+{
+    struct name_list *k = arg;
+    k->v = xrealloc(k->v, (k->n + 1) * sizeof(*k->v));
+    k->v[k->n++] = xstrdup(b->name);
+    return 0;
+}
+
+/* Bottles the database remembers that no manifest declares and of which
+ * nothing is left on the engine (not even a refused orphan): a crash after
+ * an orphan's last engine delete, before apply_orphan forgot it, leaves
+ * them, with their CA.  Forgotten here, CA first; only with a complete
+ * manifest snapshot, like every deletion. */
+static void forget_gone(struct apply *ap)
+{
+    struct pass *ps = ap->ps;
+    if (!ps->set.complete)
+        return;
+    struct name_list names = {0};
+    (void)state_bottles_each(ps->st, gone_cb, &names);
+    for (size_t i = 0; i < names.n; i++) {
+        const char *name = names.v[i];
+        int seen = pass_find(ps, name) >= 0;
+        for (size_t k = 0; !seen && k < ps->n_keep; k++)
+            seen = !strcmp(ps->keep[k], name);
+        for (size_t k = 0; !seen && k < ps->plan->n_bottles; k++)
+            seen = !strcmp(ps->plan->bottles[k].name, name);
+        if (!seen && state_bottle_ca_remove(ps->st, name) == 0 &&
+            state_bottle_forget(ps->st, name) == 0)
+            (void)state_event_add(ps->st, name, "deleted",
+                                  "no manifest declares it and nothing of it is left on the "
+                                  "engine: records and CA forgotten");
+    }
+    for (size_t i = 0; i < names.n; i++)
+        free(names.v[i]);
+    free(names.v);
+}
+
 /* ---- the report --------------------------------------------------------- */
 
 static void print_json(struct apply *ap, const struct apply_stats *st, FILE *out)
@@ -1025,6 +1068,7 @@ int apply_pass(struct pass *ps, enum apply_scope scope, FILE *out, struct apply_
     if (!fw_failed && !ps->o->no_host_firewall && firewall_sync(&ap, 1, fw_err, sizeof(fw_err)))
         fprintf(stderr, "bottled: %s: host firewall: %s\n", ps->cmd->name, fw_err);
 
+    forget_gone(&ap);
     if (state_begin(ps->st) == 0) {
         for (size_t i = 0; i < ap.n_jobs; i++)
             record_bottle(&ap, &ap.jobs[i]);

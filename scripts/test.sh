@@ -12,8 +12,10 @@
 #
 # Stages (each prints its wall time; the first failure stops the run):
 #   setup, format, gcc build + unit/integration/fuzz tests, the sidecar image
-#   (localhost/bottled-proxy, from that build), ASan/UBSan build +
-#   all tests on Podman + smoke tests on Docker, clang fuzz build, clean chroot.
+#   (localhost/bottled-proxy, from that build), ASan/UBSan build with the
+#   fault hook (BOTTLED_FAULT_HOOKS, so the crash test engine/t0400-crash is
+#   registered) + all tests on Podman + smoke tests on Docker, clang fuzz
+#   build, clean chroot.
 set -euo pipefail
 LOG_TAG=test
 # shellcheck source=scripts/lib.sh
@@ -82,9 +84,12 @@ st_gcc() {
 st_proxy_image() { bash scripts/build-proxy-image.sh build; }
 
 st_asan() {
-    cmake -S . -B build-asan -DBOTTLED_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+    # the fault hook only in this test build (never in the gcc build the
+    # sidecar image comes from): it registers the crash test (label crash),
+    # which runs with everything on Podman and not in the smoke-only Docker pass
+    cmake -S . -B build-asan -DBOTTLED_SANITIZE=ON -DBOTTLED_FAULT_HOOKS=ON -DCMAKE_BUILD_TYPE=Debug
     cmake --build build-asan -j"$JOBS"
-    log "all tests, engine tests on podman ($PODMAN_HOST)"
+    log "all tests (crash test included), engine tests on podman ($PODMAN_HOST)"
     BOTTLED_TEST_ENGINE=podman DOCKER_HOST=$PODMAN_HOST \
         ctest --test-dir build-asan --output-on-failure -j"$JOBS"
     log "smoke tests on docker ($DOCKER_DAEMON_HOST)"
