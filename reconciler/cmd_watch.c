@@ -202,8 +202,9 @@ static void drain(struct watcher *w)
         return;
     }
     if (f & WATCH_HINT_INCOMPLETE)
-        fprintf(stderr, "bottled: watch: a directory under '%s' cannot be watched: changes "
-                        "there are seen by the periodic resync only\n",
+        fprintf(stderr,
+                "bottled: watch: a directory under '%s' cannot be watched: changes "
+                "there are seen by the periodic resync only\n",
                 w->o->dir);
     int64_t t = now_ms();
     if (!w->settle_at)
@@ -261,8 +262,9 @@ static size_t apply_grace(struct watcher *w, struct pass *ps)
             a = &w->absent[w->n_absent++];
             *a = (struct absent){xstrdup(pb->name), t, 0};
             if (grace)
-                say(w, "watch: %s: no manifest declares it; deleted in %ld s unless it "
-                       "comes back\n",
+                say(w,
+                    "watch: %s: no manifest declares it; deleted in %ld s unless it "
+                    "comes back\n",
                     pb->name, w->o->grace_s);
         }
         if (a)
@@ -304,8 +306,7 @@ static size_t apply_backoff(struct watcher *w, struct pass *ps)
     const struct plan *p = ps->plan;
     for (size_t i = 0; i < p->n_bottles; i++) {
         const struct plan_bottle *pb = &p->bottles[i];
-        if (pb->status != PLAN_CHANGES && pb->status != PLAN_ORPHAN &&
-            pb->status != PLAN_FAILED)
+        if (pb->status != PLAN_CHANGES && pb->status != PLAN_ORPHAN && pb->status != PLAN_FAILED)
             continue;
         struct state_bottle sb;
         if (state_bottle_get(w->st, pb->name, &sb) != 0)
@@ -374,7 +375,8 @@ static int run_pass(struct watcher *w)
     pass_release(&ps);
     schedule_resync(w);
     if (rc) {
-        fprintf(stderr, "bottled: watch: pass %lu (%s) could not run (exit %d); retrying in %ld s\n",
+        fprintf(stderr,
+                "bottled: watch: pass %lu (%s) could not run (exit %d); retrying in %ld s\n",
                 w->passes, trigger, rc, FAIL_RETRY_MS / 1000);
         w->retry_at = now_ms() + FAIL_RETRY_MS;
         return rc;
@@ -541,8 +543,9 @@ int cmd_watch(const struct cmd *cmd, struct opts *o, int argc, char **argv)
             int64_t t2 = now_ms();
             if (!w.lock_since) {
                 w.lock_since = t2;
-                say(&w, "watch: .git/index.lock in '%s': a git checkout is in progress; pass "
-                        "deferred\n",
+                say(&w,
+                    "watch: .git/index.lock in '%s': a git checkout is in progress; pass "
+                    "deferred\n",
                     o->dir);
             }
             if (t2 - w.lock_since < LOCK_MAX_MS) {

@@ -440,8 +440,7 @@ int pass_prepare(struct pass *ps, const struct cmd *cmd, const struct opts *o, e
     return prepare(ps, cmd, o, mode, NULL);
 }
 
-int pass_prepare_on(struct pass *ps, const struct cmd *cmd, const struct opts *o,
-                    struct state *st)
+int pass_prepare_on(struct pass *ps, const struct cmd *cmd, const struct opts *o, struct state *st)
 {
     return prepare(ps, cmd, o, PASS_APPLY, st);
 }

@@ -103,8 +103,7 @@ int pass_prepare(struct pass *ps, const struct cmd *cmd, const struct opts *o, e
  * and keeps open between passes (watch holds the lock for its lifetime):
  * st is borrowed, pass_release() leaves it open.
  */
-int pass_prepare_on(struct pass *ps, const struct cmd *cmd, const struct opts *o,
-                    struct state *st);
+int pass_prepare_on(struct pass *ps, const struct cmd *cmd, const struct opts *o, struct state *st);
 void pass_release(struct pass *ps);
 
 /* Adds name (copied) to ps->keep: not an orphan this pass.  Call
