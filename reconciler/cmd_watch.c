@@ -116,6 +116,7 @@ struct watcher {
     int64_t reopen_at;   /* 0: the backend is open */
     int64_t lock_since;  /* 0: no index.lock seen */
     int64_t approval_at; /* 0: no refusal pending */
+    int64_t approvals;   /* approvals waiting after the last pass (not for a refused bottle) */
     int want_pass;
     const char *trigger;
 };
@@ -383,6 +384,8 @@ static int run_pass(struct watcher *w)
     }
     schedule_retry(w);
     w->approval_at = stats.refused ? now_ms() + APPROVAL_POLL_MS : 0;
+    w->approvals = 0;
+    (void)state_approvals_count(w->st, &w->approvals);
     say(w,
         "watch: pass %lu (%s): %lld ms, %zu action(s), %zu failed, %zu refused, %zu held "
         "(backoff), %zu kept (grace)%s\n",
@@ -430,7 +433,9 @@ static void take_timers(struct watcher *w, int64_t t)
     if (w->approval_at && t >= w->approval_at) {
         int64_t n = 0;
         w->approval_at = t + APPROVAL_POLL_MS;
-        if (state_approvals_count(w->st, &n) == 0 && n > 0) {
+        /* an approval the last pass left (for a bottle it did not refuse)
+         * must not trigger a pass every second: only a new one counts */
+        if (state_approvals_count(w->st, &n) == 0 && n > w->approvals) {
             w->approval_at = 0;
             want(w, "approval");
         }
