@@ -329,19 +329,30 @@ static size_t apply_backoff(struct watcher *w, struct pass *ps)
     return held;
 }
 
+struct retry_scan {
+    int64_t after; /* wall clock seconds */
+    int64_t min;
+};
+
 static int earliest_retry_cb(const struct state_bottle *b, void *arg)
 {
-    int64_t *min = arg;
-    if (b->failures > 0 && b->next_retry > 0 && (!*min || b->next_retry < *min))
-        *min = b->next_retry;
+    struct retry_scan *r = arg;
+    if (b->failures > 0 && b->next_retry > r->after && (!r->min || b->next_retry < r->min))
+        r->min = b->next_retry;
     return 0;
 }
 
-/* Sets w->retry_at from the bottles' next_retry (wall clock seconds). */
-static void schedule_retry(struct watcher *w)
+/*
+ * Sets w->retry_at from the bottles' next_retry (wall clock seconds) later
+ * than pass_start: an older one belongs to a bottle the pass had every
+ * chance to work on (or one kept in its grace, which has no job), and
+ * counting it would wake the loop again at once, forever.
+ */
+static void schedule_retry(struct watcher *w, int64_t pass_start)
 {
-    int64_t min = 0;
-    (void)state_bottles_each(w->st, earliest_retry_cb, &min);
+    struct retry_scan r = {pass_start, 0};
+    (void)state_bottles_each(w->st, earliest_retry_cb, &r);
+    int64_t min = r.min;
     w->retry_at = 0;
     if (min) {
         int64_t wait_s = min - (int64_t)time(NULL);
@@ -358,7 +369,7 @@ static int run_pass(struct watcher *w)
     w->trigger = NULL;
     w->settle_at = 0;
     w->passes++;
-    int64_t t0 = now_ms();
+    int64_t t0 = now_ms(), wall0 = (int64_t)time(NULL);
     struct pass ps;
     struct apply_stats stats = {0};
     size_t kept = 0, held = 0;
@@ -382,7 +393,7 @@ static int run_pass(struct watcher *w)
         w->retry_at = now_ms() + FAIL_RETRY_MS;
         return rc;
     }
-    schedule_retry(w);
+    schedule_retry(w, wall0);
     w->approval_at = stats.refused ? now_ms() + APPROVAL_POLL_MS : 0;
     w->approvals = 0;
     (void)state_approvals_count(w->st, &w->approvals);

@@ -240,6 +240,14 @@ wait_for "directory replaced: the watcher re-opens" grep -q 're-opened on' "$_TM
 manifest "$TREES/t2/c.md" 2
 wait_for "after the replacement a change is seen: c's agent has X=2" env_is c 2
 
+# ---- idle: no tight loop -------------------------------------------------------------------
+sleep 2
+n0=$(passes)
+sleep 6
+n1=$(passes)
+[ $((n1 - n0)) -le 3 ] && pass "idle for 6 s: $((n1 - n0)) pass(es) (resync 3 s), no busy loop" ||
+    fail "idle for 6 s: $((n1 - n0)) passes"
+
 # ---- SIGTERM ----------------------------------------------------------------------------
 kill -TERM "$WPID"
 rc=0

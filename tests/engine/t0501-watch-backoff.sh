@@ -187,6 +187,10 @@ grep -q '(approval)' "$_TMP/w.out" && pass "the watcher noticed the approval" ||
 n0=$(passes)
 kill -HUP "$WPID"
 wait_for "SIGHUP: a pass at once" grep -q '^watch: pass [0-9]* (hup)' "$_TMP/w.out"
+sleep 1
+n0=$(passes)
+sleep 5
+assert_eq "$n0" "$(passes)" "idle for 5 s with --resync 600: no pass (nothing polls into passes)"
 
 kill -TERM "$WPID"
 rc=0
