@@ -100,6 +100,25 @@ struct absent {
     int seen; /* in the current pass's orphans */
 };
 
+/*
+ * A bottle repaired again and again with its manifest unchanged: something
+ * outside bottled keeps undoing it (a tool fighting us).  From the
+ * FIGHT_AFTER-th repair with no more than the fight window (10 resync
+ * periods, at least 60 s) between two of them, it is marked Degraded with
+ * the reason and given a backoff (failures / next_retry), so the fight
+ * never becomes a tight loop; it stays Degraded between repairs.  A
+ * manifest change or a quiet window ends the fight: the next pass that finds
+ * it converged records it Ready again.
+ */
+#define FIGHT_AFTER 3
+struct repaired {
+    char *name;
+    char hash[65]; /* the manifest hash of the last pass */
+    int streak;    /* repairs, each within the fight window of the last */
+    int64_t last_repair_ms;
+    int seen;
+};
+
 struct watcher {
     const struct cmd *cmd;
     struct opts *o;
@@ -109,6 +128,8 @@ struct watcher {
     unsigned long passes;
     struct absent *absent;
     size_t n_absent;
+    struct repaired *rep;
+    size_t n_rep;
     int64_t settle_at, burst_start; /* 0: no hints pending */
     int64_t resync_at;
     int64_t retry_at;    /* earliest next_retry of a failing bottle; 0: none */
@@ -360,6 +381,106 @@ static void schedule_retry(struct watcher *w, int64_t pass_start)
     }
 }
 
+static int64_t fight_backoff_s(int streak)
+{
+    int64_t s = 1;
+    for (int i = FIGHT_AFTER; i < streak && s < 300; i++)
+        s *= 2;
+    return s < 300 ? s : 300;
+}
+
+/* After apply: counts repairs of unchanged bottles (see struct repaired). */
+static void track_repairs(struct watcher *w, const struct pass *ps)
+{
+    for (size_t i = 0; i < w->n_rep; i++)
+        w->rep[i].seen = 0;
+    for (size_t k = 0; k < ps->n; k++) {
+        const char *name = ps->in[k].name;
+        const char *hash = ps->pb[k].manifest_hash;
+        const struct plan_bottle *pb = NULL;
+        for (size_t i = 0; i < ps->plan->n_bottles; i++)
+            if (!strcmp(ps->plan->bottles[i].name, name))
+                pb = &ps->plan->bottles[i];
+        int held = 0;
+        for (size_t h = 0; h < ps->n_hold; h++)
+            held |= !strcmp(ps->hold[h], name);
+        struct repaired *r = NULL;
+        for (size_t i = 0; i < w->n_rep; i++)
+            if (!strcmp(w->rep[i].name, name))
+                r = &w->rep[i];
+        if (!r) {
+            w->rep = xrealloc(w->rep, (w->n_rep + 1) * sizeof(*w->rep));
+            r = &w->rep[w->n_rep++];
+            memset(r, 0, sizeof(*r));
+            r->name = xstrdup(name);
+            snprintf(r->hash, sizeof(r->hash), "%s", hash);
+            r->seen = 1;
+            continue; /* first sight: a create is not a repair */
+        }
+        r->seen = 1;
+        if (held)
+            continue;
+        int same = hash[0] && !strcmp(hash, r->hash);
+        snprintf(r->hash, sizeof(r->hash), "%s", hash);
+        if (!same)
+            r->streak = 0;
+        int64_t t = now_ms(), window = (int64_t)w->o->resync_s * 10000;
+        if (window < 60000)
+            window = 60000;
+        if (t - r->last_repair_ms > window)
+            r->streak = 0;
+        if (pb && pb->status == PLAN_UP_TO_DATE && r->streak >= FIGHT_AFTER) {
+            /* converged for now, but the fight is not over: stay Degraded */
+            struct state_bottle sb;
+            if (state_bottle_get(w->st, name, &sb) == 0) {
+                if (sb.phase == STATE_PHASE_READY) {
+                    struct state_bottle d = sb;
+                    d.phase = STATE_PHASE_DEGRADED;
+                    d.reason = "repaired again and again with its manifest unchanged: something "
+                               "outside bottled keeps changing it";
+                    (void)state_bottle_put(w->st, &d);
+                }
+                state_bottle_release(&sb);
+            }
+        }
+        if (!pb || pb->status != PLAN_CHANGES || !same)
+            continue;
+        r->last_repair_ms = t;
+        r->streak++;
+        if (r->streak < FIGHT_AFTER)
+            continue;
+        struct state_bottle sb;
+        if (state_bottle_get(w->st, name, &sb) != 0)
+            continue;
+        if (sb.failures == 0) { /* the repair itself succeeded */
+            struct state_bottle d = sb;
+            char *reason = xasprintf("repaired %d times in a row with its manifest unchanged: "
+                                     "something outside bottled keeps changing it; retried "
+                                     "with backoff",
+                                     r->streak);
+            d.phase = STATE_PHASE_DEGRADED;
+            d.reason = reason;
+            d.failures = r->streak - FIGHT_AFTER + 1;
+            d.next_retry = (int64_t)time(NULL) + fight_backoff_s(r->streak);
+            (void)state_bottle_put(w->st, &d);
+            if (r->streak == FIGHT_AFTER)
+                (void)state_event_add(w->st, name, "fighting", reason);
+            fprintf(stderr, "bottled: watch: %s: %s\n", name, reason);
+            free(reason);
+        }
+        state_bottle_release(&sb);
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < w->n_rep; i++) {
+        if (!w->rep[i].seen) {
+            free(w->rep[i].name);
+            continue;
+        }
+        w->rep[k++] = w->rep[i];
+    }
+    w->n_rep = k;
+}
+
 /* One pass.  0, or the exit code of a pass that could not run (it is
  * retried in FAIL_RETRY_MS). */
 static int run_pass(struct watcher *w)
@@ -382,6 +503,8 @@ static int run_pass(struct watcher *w)
     }
     if (rc == 0)
         rc = apply_pass(&ps, APPLY_ALL, w->out, &stats);
+    if (rc == 0)
+        track_repairs(w, &ps);
     int64_t ms = now_ms() - t0;
     int blocked = rc == 0 && ps.plan && ps.plan->n_gc_blocked_by;
     pass_release(&ps);
@@ -587,6 +710,9 @@ out:
     for (size_t i = 0; i < w.n_absent; i++)
         free(w.absent[i].name);
     free(w.absent);
+    for (size_t i = 0; i < w.n_rep; i++)
+        free(w.rep[i].name);
+    free(w.rep);
     state_close(w.st);
     close(sig_pipe[0]);
     close(sig_pipe[1]);
