@@ -21,7 +21,8 @@
  *   overflow  the backend lost events; SIGUSR1 asks the backend to behave
  *             as if it had (watch_backend_inject_overflow: a test hook)
  *   reopen    the watched directory was moved, replaced or its link
- *             swapped (ROOT_GONE), or the backend failed: re-opened first
+ *             swapped (ROOT_GONE), or the backend failed: re-opened, then
+ *             the settle window (the new tree may still be being written)
  *   retry     a failing bottle's backoff (state next_retry) ran out
  *   grace     a missing bottle's grace period ran out
  *   approval  `bottled approve-deletes` recorded an approval: while a pass
@@ -140,6 +141,7 @@ struct watcher {
     int64_t approvals;   /* approvals waiting after the last pass (not for a refused bottle) */
     int want_pass;
     const char *trigger;
+    const char *settle_trigger; /* what the settle timer reports; NULL: "change" */
 };
 
 static int64_t now_ms(void)
@@ -196,7 +198,10 @@ static void reopen_backend(struct watcher *w, const char *why)
     w->wb = NULL;
     if (open_backend(w) == 0) {
         say(w, "watch: %s: re-opened on %s\n", why, watch_backend_real_path(w->wb));
-        want(w, "reopen");
+        /* the new tree may still be being written (a copy): settle first */
+        w->settle_at = now_ms() + w->o->settle_ms;
+        w->burst_start = w->settle_at;
+        w->settle_trigger = "reopen";
     } else {
         if (!w->reopen_at)
             fprintf(stderr, "bottled: watch: %s: '%s' cannot be watched now; retrying\n", why,
@@ -489,6 +494,7 @@ static int run_pass(struct watcher *w)
     w->want_pass = 0;
     w->trigger = NULL;
     w->settle_at = 0;
+    w->settle_trigger = NULL;
     w->passes++;
     int64_t t0 = now_ms(), wall0 = (int64_t)time(NULL);
     struct pass ps;
@@ -552,8 +558,10 @@ static int open_state(struct watcher *w)
 
 static void take_timers(struct watcher *w, int64_t t)
 {
-    if (w->settle_at && t >= w->settle_at)
-        want(w, "change");
+    if (w->settle_at && t >= w->settle_at) {
+        want(w, w->settle_trigger ? w->settle_trigger : "change");
+        w->settle_trigger = NULL;
+    }
     if (t >= w->resync_at)
         want(w, "resync");
     if (w->retry_at && t >= w->retry_at) {
