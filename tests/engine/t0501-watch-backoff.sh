@@ -227,3 +227,8 @@ wait "$WPID" || rc=$?
 WPID=
 assert_eq 0 "$rc" "SIGTERM: the watcher exits 0"
 assert_eq 0 "$(deletions bad)" "bad was never deleted"
+if grep -Eq 'Sanitizer|runtime error' "$_TMP/w.err"; then
+    fail "sanitizer report on the watcher's stderr: $(grep -E -m3 'Sanitizer|runtime error' "$_TMP/w.err")"
+else
+    pass "no sanitizer report from the watcher"
+fi
