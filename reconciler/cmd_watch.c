@@ -117,6 +117,7 @@ struct repaired {
     char hash[65]; /* the manifest hash of the last pass */
     int streak;    /* repairs, each within the fight window of the last */
     int64_t last_repair_ms;
+    int announced; /* the "fighting" event of this streak is recorded */
     int seen;
 };
 
@@ -428,12 +429,12 @@ static void track_repairs(struct watcher *w, const struct pass *ps)
         int same = hash[0] && !strcmp(hash, r->hash);
         snprintf(r->hash, sizeof(r->hash), "%s", hash);
         if (!same)
-            r->streak = 0;
+            r->streak = r->announced = 0;
         int64_t t = now_ms(), window = (int64_t)w->o->resync_s * 10000;
         if (window < 60000)
             window = 60000;
         if (t - r->last_repair_ms > window)
-            r->streak = 0;
+            r->streak = r->announced = 0;
         if (pb && pb->status == PLAN_UP_TO_DATE && r->streak >= FIGHT_AFTER) {
             /* converged for now, but the fight is not over: stay Degraded */
             struct state_bottle sb;
@@ -468,8 +469,9 @@ static void track_repairs(struct watcher *w, const struct pass *ps)
             d.failures = r->streak - FIGHT_AFTER + 1;
             d.next_retry = (int64_t)time(NULL) + fight_backoff_s(r->streak);
             (void)state_bottle_put(w->st, &d);
-            if (r->streak == FIGHT_AFTER)
+            if (!r->announced)
                 (void)state_event_add(w->st, name, "fighting", reason);
+            r->announced = 1;
             fprintf(stderr, "bottled: watch: %s: %s\n", name, reason);
             free(reason);
         }
