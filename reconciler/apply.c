@@ -1016,6 +1016,11 @@ int apply_pass(struct pass *ps, enum apply_scope scope, FILE *out, struct apply_
                         (pb->status == PLAN_REFUSED && pass_find(ps, pb->name) < 0);
         if (scope == APPLY_GC_ONLY && !orphanish)
             continue;
+        int held = 0;
+        for (size_t h = 0; h < ps->n_hold; h++)
+            held |= !strcmp(ps->hold[h], pb->name);
+        if (held)
+            continue;
         ap.jobs[ap.n_jobs++] = (struct job){.pb = pb, .idx = pass_find(ps, pb->name)};
     }
 

@@ -11,6 +11,7 @@ int cmd_validate(const struct cmd *cmd, struct opts *o, int argc, char **argv);
 int cmd_show(const struct cmd *cmd, struct opts *o, int argc, char **argv);
 int cmd_plan(const struct cmd *cmd, struct opts *o, int argc, char **argv);
 int cmd_reconcile(const struct cmd *cmd, struct opts *o, int argc, char **argv);
+int cmd_watch(const struct cmd *cmd, struct opts *o, int argc, char **argv);
 int cmd_gc(const struct cmd *cmd, struct opts *o, int argc, char **argv);
 int cmd_status(const struct cmd *cmd, struct opts *o, int argc, char **argv);
 int cmd_render(const struct cmd *cmd, struct opts *o, int argc, char **argv);

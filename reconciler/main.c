@@ -64,6 +64,29 @@ static const enum opt_id reconcile_flags[] = {OPT_ONCE,
                                               OPT_JSON,
                                               OPT_QUIET,
                                               OPT_VERBOSE};
+static const enum opt_id watch_flags[] = {OPT_DIR,
+                                          OPT_STATE_DIR,
+                                          OPT_ENGINE,
+                                          OPT_NAME_PREFIX,
+                                          OPT_INSTANCE,
+                                          OPT_SUBNET_POOL,
+                                          OPT_PROXY_IMAGE,
+                                          OPT_SECRETS,
+                                          OPT_SECRET_ENV,
+                                          OPT_PROXY_DNS,
+                                          OPT_PROXY_ADD_HOST,
+                                          OPT_PROXY_ALLOW_PRIVATE,
+                                          OPT_PROXY_UPSTREAM_CA,
+                                          OPT_ALLOW_EMPTY,
+                                          OPT_MAX_DELETES,
+                                          OPT_FORCE,
+                                          OPT_NO_HOST_FIREWALL,
+                                          OPT_SETTLE,
+                                          OPT_GRACE,
+                                          OPT_RESYNC,
+                                          OPT_WATCH_BACKEND,
+                                          OPT_QUIET,
+                                          OPT_VERBOSE};
 static const enum opt_id gc_flags[] = {
     OPT_DIR,         OPT_STATE_DIR,   OPT_ENGINE,  OPT_NAME_PREFIX,       OPT_INSTANCE,
     OPT_SUBNET_POOL, OPT_PROXY_IMAGE, OPT_SECRETS, OPT_SECRET_ENV,        OPT_ALLOW_EMPTY,
@@ -114,6 +137,24 @@ static const struct cmd commands[] = {
      "bottle failed or a guard refused, 2 bottled's own configuration is wrong (1 with\n"
      "--detailed-exitcode), 3 engine or state unreachable, or the state dir is locked.",
      FLAGS(reconcile_flags)},
+    {"watch", cmd_watch, NULL, "Converge, then keep converging on every change.",
+     "Runs the pass of `reconcile --once`, then watches the manifest directory (-d; its link\n"
+     "is followed again when it is swapped, as git-sync does) and runs one pass after the\n"
+     "files were quiet for --settle ms.  Events are only hints: each pass re-reads every\n"
+     "manifest and the engine.  A full pass also runs every --resync s (jittered), which\n"
+     "recreates a container removed by hand and starts a stopped one.  A bottle whose\n"
+     "manifest disappears is deleted only after it was absent for --grace s.  A failing bottle\n"
+     "is retried with backoff (1 s doubling to 5 min, reset when its manifest changes); an\n"
+     "invalid manifest waits for its file to change; a refused deletion waits for `bottled\n"
+     "approve-deletes`, which the watcher notices within a second.  A .git/index.lock in the\n"
+     "directory defers a pass for up to 60 s.  Takes the state dir's lock for its lifetime and\n"
+     "never writes into the manifest directory.  One line per pass (-q: none; -v: every\n"
+     "action too).\n\n"
+     "Signals: SIGHUP runs a pass now; SIGTERM or SIGINT stop after the current pass (exit 0);\n"
+     "SIGUSR1 makes the watch backend act as if it lost events (a full rescan; for tests).\n\n"
+     "Exit status: 0 stopped by a signal, 2 bottled's own configuration is wrong or the\n"
+     "directory cannot be watched, 3 the state dir is locked or unreadable.",
+     FLAGS(watch_flags)},
     {"gc", cmd_gc, NULL, "Remove this instance's resources whose bottle is gone.",
      "Deletes the bottles of this instance (by label) that no manifest in -d declares, with\n"
      "the same guards as reconcile (an incomplete snapshot deletes nothing; --allow-empty;\n"

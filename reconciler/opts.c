@@ -72,6 +72,14 @@ static const struct opt_def defs[OPT__COUNT] = {
     [OPT_NO_HOST_FIREWALL] = {OPT_NO_HOST_FIREWALL, "insecure-no-host-firewall", 0, NULL, NULL,
                               "do not keep host firewall chains (engines on another machine); "
                               "bottles are Degraded"},
+    [OPT_SETTLE] = {OPT_SETTLE, "settle", 0, "MS", "BOTTLED_SETTLE",
+                    "wait until the manifests were quiet this long before a pass (default 200)"},
+    [OPT_GRACE] = {OPT_GRACE, "grace", 0, "S", "BOTTLED_GRACE",
+                   "delete a bottle only after its manifest was gone this long (default 30)"},
+    [OPT_RESYNC] = {OPT_RESYNC, "resync", 0, "S", "BOTTLED_RESYNC",
+                    "full pass at least this often, jittered, to repair drift (default 60)"},
+    [OPT_WATCH_BACKEND] = {OPT_WATCH_BACKEND, "watch-backend", 0, "NAME", "BOTTLED_WATCH_BACKEND",
+                           "fswatch or inotify (default: the first compiled one that opens)"},
 };
 
 int usage_error(const struct cmd *cmd, const char *fmt, ...)
@@ -234,6 +242,27 @@ static int set_opt(const struct cmd *cmd, struct opts *o, enum opt_id id, const 
     case OPT_NO_HOST_FIREWALL:
         o->no_host_firewall = b;
         break;
+    case OPT_SETTLE:
+    case OPT_GRACE:
+    case OPT_RESYNC: {
+        size_t n = strlen(arg);
+        if (!n || n > 7 || strspn(arg, "0123456789") != n) {
+            usage_error(cmd, "--%s '%s': want a whole number (%s)", defs[id].name, arg,
+                        id == OPT_SETTLE ? "milliseconds" : "seconds");
+            return -1;
+        }
+        long v = 0;
+        for (size_t k = 0; k < n; k++)
+            v = v * 10 + (arg[k] - '0');
+        if (id == OPT_RESYNC && v < 1) {
+            usage_error(cmd, "--resync must be at least 1 second");
+            return -1;
+        }
+        *(id == OPT_SETTLE ? &o->settle_ms : id == OPT_GRACE ? &o->grace_s : &o->resync_s) = v;
+        break;
+    }
+    case OPT_WATCH_BACKEND:
+        return set_str(cmd, &o->watch_backend, id, arg);
     case OPT_MAX_DELETES: {
         size_t n = strlen(arg);
         if (!n || n > 9 || strspn(arg, "0123456789") != n) {
@@ -266,6 +295,9 @@ int opts_parse(const struct cmd *cmd, int argc, char **argv, struct opts *o)
     memset(o, 0, sizeof(*o));
     o->dir = "./bottles";
     o->max_deletes = -1;
+    o->settle_ms = 200;
+    o->grace_s = 30;
+    o->resync_s = 60;
 
     struct option longopts[OPT__COUNT + 2];
     char shortopts[2 * OPT__COUNT + 2];

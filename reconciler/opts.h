@@ -38,6 +38,10 @@ enum opt_id {
     OPT_ONCE,
     OPT_DRY_RUN,
     OPT_NO_HOST_FIREWALL,
+    OPT_SETTLE,
+    OPT_GRACE,
+    OPT_RESYNC,
+    OPT_WATCH_BACKEND,
     OPT__COUNT,
 };
 
@@ -78,6 +82,10 @@ struct opts {
     int once;                            /* --once */
     int dry_run;                         /* --dry-run */
     int no_host_firewall;                /* --insecure-no-host-firewall (typed only) */
+    long settle_ms;                      /* --settle MS; default 200 */
+    long grace_s;                        /* --grace S; default 30 */
+    long resync_s;                       /* --resync S; default 60 */
+    const char *watch_backend;           /* --watch-backend NAME; NULL: the default */
     char **owned; /* copies of environment values the fields above point into */
     size_t n_owned;
 };

@@ -414,7 +414,33 @@ out:
     return ret;
 }
 
+static int prepare(struct pass *ps, const struct cmd *cmd, const struct opts *o,
+                   enum pass_mode mode, struct state *st);
+
 int pass_prepare(struct pass *ps, const struct cmd *cmd, const struct opts *o, enum pass_mode mode)
+{
+    return prepare(ps, cmd, o, mode, NULL);
+}
+
+int pass_prepare_on(struct pass *ps, const struct cmd *cmd, const struct opts *o, struct state *st)
+{
+    return prepare(ps, cmd, o, PASS_APPLY, st);
+}
+
+void pass_keep(struct pass *ps, const char *name)
+{
+    ps->keep = xrealloc(ps->keep, (ps->n_keep + 2) * sizeof(*ps->keep));
+    ps->keep[ps->n_keep++] = arena_strdup(&ps->a, name);
+}
+
+void pass_hold(struct pass *ps, const char *name)
+{
+    ps->hold = xrealloc(ps->hold, (ps->n_hold + 2) * sizeof(*ps->hold));
+    ps->hold[ps->n_hold++] = arena_strdup(&ps->a, name);
+}
+
+static int prepare(struct pass *ps, const struct cmd *cmd, const struct opts *o,
+                   enum pass_mode mode, struct state *st)
 {
     memset(ps, 0, sizeof(*ps));
     ps->cmd = cmd;
@@ -433,8 +459,12 @@ int pass_prepare(struct pass *ps, const struct cmd *cmd, const struct opts *o, e
         return fail_config(ps);
     if ((rc = check_config(ps)) != 0)
         return rc;
-    if ((rc = open_state(ps)) != 0)
+    if (st) {
+        ps->st = st;
+        ps->st_borrowed = 1;
+    } else if ((rc = open_state(ps)) != 0) {
         return rc;
+    }
     ps->instance = ps->st ? state_instance_id(ps->st) : o->instance;
 
     ps->have_set = 1;
@@ -638,7 +668,9 @@ void pass_release(struct pass *ps)
     engine_close(ps->e);
     if (ps->have_set)
         manifest_set_release(&ps->set);
-    state_close(ps->st);
+    if (!ps->st_borrowed)
+        state_close(ps->st);
+    free(ps->hold);
     if (ps->have_knobs)
         render_knobs_release(&ps->knobs);
     secret_store_free(ps->store);

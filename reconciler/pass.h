@@ -75,6 +75,11 @@ struct pass {
     size_t n;
     const char **keep, **blocked, **approved;
     size_t n_keep, n_blocked, n_approved;
+    /* Bottles the caller holds back this pass (watch: in backoff): apply
+     * leaves their jobs out, so they are neither worked on nor recorded. */
+    const char **hold;
+    size_t n_hold;
+    int st_borrowed; /* st belongs to the caller (pass_prepare_on) */
     char *proxy_ref;
     struct plan *plan;
     struct arena a;
@@ -93,7 +98,19 @@ struct pass {
  * pass_release() must be called either way.
  */
 int pass_prepare(struct pass *ps, const struct cmd *cmd, const struct opts *o, enum pass_mode mode);
+/*
+ * The same in PASS_APPLY mode on a state the caller opened STATE_EXCLUSIVE
+ * and keeps open between passes (watch holds the lock for its lifetime):
+ * st is borrowed, pass_release() leaves it open.
+ */
+int pass_prepare_on(struct pass *ps, const struct cmd *cmd, const struct opts *o, struct state *st);
 void pass_release(struct pass *ps);
+
+/* Adds name (copied) to ps->keep: not an orphan this pass.  Call
+ * pass_plan() afterwards. */
+void pass_keep(struct pass *ps, const char *name);
+/* Adds name (copied) to ps->hold (see above). */
+void pass_hold(struct pass *ps, const char *name);
 
 /* (Re)computes ps->plan from the snapshot, e.g. after ps->approved changed;
  * 0 or EXIT_FAILED. */

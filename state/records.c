@@ -830,3 +830,23 @@ int state_approval_take(struct state *st, const char *bottle, int *ret_approved)
         *ret_approved = changes > 0;
     return rc;
 }
+
+static int count_row(sqlite3_stmt *stmt, void *ctx)
+{
+    *(int64_t *)ctx = sqlite3_column_int64(stmt, 0);
+    return 0;
+}
+
+int state_approvals_count(struct state *st, int64_t *ret_n)
+{
+    sqlite3_stmt *stmt = NULL;
+    int64_t n = 0;
+    int rc = prep(st, &stmt, "SELECT count(*) FROM approvals", "");
+
+    if (rc < 0)
+        return rc;
+    rc = each_row(stmt, count_row, &n);
+    if (rc == 0)
+        *ret_n = n;
+    return rc;
+}

@@ -342,5 +342,8 @@ int state_passes_each(struct state *st, size_t limit,
 int state_approve_deletes(struct state *st, const char *bottle);
 /* Consumes the approval of bottle if there is one: *ret_approved 1 or 0. */
 int state_approval_take(struct state *st, const char *bottle, int *ret_approved);
+/* How many approvals wait to be taken (a cheap read: `watch` polls it while
+ * a refusal is pending, so approve-deletes needs no signal). */
+int state_approvals_count(struct state *st, int64_t *ret_n);
 
 #endif
