@@ -26,6 +26,7 @@ command -v iptables >/dev/null || fatal "iptables is installed"
 
 # Unique per engine so the Podman and Docker runs may overlap.
 case "$ENGINE" in podman) IDX=61 ;; *) IDX=62 ;; esac
+IDX=${T0310_IDX:-$IDX} # another index for a second run beside a suite run
 NS=bdt-e2e-$IDX
 SECRET='t0310-upstream-VALUE-never-printed-8c1f'
 AGENT_SENT='t0310-agent-sent-credential'
@@ -60,7 +61,9 @@ cleanup_instance() {
 }
 HOST_PID=
 UP_PID=
+DNS_PID=
 cleanup_all() {
+    [ -z "$DNS_PID" ] || kill "$DNS_PID" 2>/dev/null || true
     [ -z "${BYPASS:-}" ] || iptables -w -D DOCKER-ISOLATION-STAGE-1 -i "$INT_BR" ! -o "$INT_BR" -j ACCEPT 2>/dev/null || true
     [ -z "$HOST_PID" ] || kill "$HOST_PID" 2>/dev/null || true
     [ -z "$UP_PID" ] || kill "$UP_PID" 2>/dev/null || true
@@ -184,6 +187,22 @@ HOST_IP=$(ip -4 route get 1.1.1.1 2>/dev/null | sed -n 's/.* src \([0-9.]*\).*/\
 HPORT=$((18300 + IDX))
 python3 -m http.server "$HPORT" --bind 0.0.0.0 >/dev/null 2>&1 &
 HOST_PID=$!
+# A DNS server the test runs on the host (UDP, every address): it counts the
+# queries that reach it.  (Not port 53: Podman's aardvark-dns holds that on
+# the gateways.)
+DPORT=$((5300 + IDX))
+DNSLOG=$_TMP/dns.count
+: >"$DNSLOG"
+python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+while True:
+    data, peer = s.recvfrom(4096)
+    with open(sys.argv[2], "a") as f:
+        f.write("%s %d\n" % (peer[0], len(data)))
+' "$DPORT" "$DNSLOG" &
+DNS_PID=$!
 sleep 0.5
 note "internal gateway $GW, host address $HOST_IP, host server :$HPORT"
 
@@ -222,6 +241,14 @@ BYPASS=
 if [ "$ENGINE" = docker ] && [ -n "$INT_BR" ] && iptables -w -S DOCKER-ISOLATION-STAGE-1 >/dev/null 2>&1; then
     iptables -w -I DOCKER-ISOLATION-STAGE-1 1 -i "$INT_BR" ! -o "$INT_BR" -j ACCEPT && BYPASS=1
 fi
+# dns_query ADDR: the agent sends one DNS query (example.org A) to ADDR:DPORT
+dns_query() {
+    exec_in "$AGENT" "bash -c 'exec 3<>/dev/udp/$1/$DPORT && printf \"\\022\\064\\001\\000\\000\\001\\000\\000\\000\\000\\000\\000\\007example\\003org\\000\\000\\001\\000\\001\" >&3' 2>/dev/null; true" >/dev/null || true
+}
+for addr in "$GW" "$HOST_IP"; do dns_query "$addr"; done
+sleep 0.5
+assert_eq 0 "$(wc -l <"$DNSLOG" | tr -d ' ')" "a DNS server the test runs on the host sees zero queries from the agent (gateway and host address)"
+
 # What arrives from the bottle's subnet, counted in the outside namespace.
 INT_SUBNET=$(api GET "/networks/$PREFIX-e2e-int" | jget IPAM Config 0 Subnet)
 "$NETNS_SH" exec "$NS" iptables -w -I INPUT -s "$INT_SUBNET" -m comment --comment t0310-arrivals -j ACCEPT
@@ -247,6 +274,11 @@ for i in "${!TARGETS[@]}"; do
         note "no control for ${NAMES[$i]}: no route to it from the internal network on $ENGINE (got $got)"
     fi
 done
+dns_query "$GW"
+sleep 0.5
+got=$(wc -l <"$DNSLOG" | tr -d ' ')
+[ "$got" -gt 0 ] && pass "control: without our chains the DNS server sees the agent's query ($got)" ||
+    fail "control: without our chains the DNS server sees the agent's query"
 if [ "${has_default:-0}" != 0 ]; then
     before=$(arrivals)
     reach "https://$UP_IP/" >/dev/null
