@@ -22,32 +22,38 @@
 
 static int print_plan(struct pass *ps, const struct opts *o, int gc_only)
 {
+    struct plan *p = ps->plan;
+    size_t all = p->n_bottles;
     if (gc_only) {
-        /* only what gc would touch: drop the desired bottles from the view */
-        struct plan *p = ps->plan;
+        /* only what gc would touch: the desired bottles are moved behind
+         * the ones shown (plan_free() still frees every one of them) */
         size_t w = 0;
         p->n_changes = 0;
         p->n_failed = 0;
-        for (size_t i = 0; i < p->n_bottles; i++) {
-            const struct plan_bottle *pb = &p->bottles[i];
-            if (pass_find(ps, pb->name) >= 0)
+        for (size_t i = 0; i < all; i++) {
+            if (pass_find(ps, p->bottles[i].name) >= 0)
                 continue;
-            p->n_changes += pb->n_actions;
-            p->bottles[w++] = *pb;
+            p->n_changes += p->bottles[i].n_actions;
+            struct plan_bottle t = p->bottles[w];
+            p->bottles[w++] = p->bottles[i];
+            p->bottles[i] = t;
         }
         p->n_bottles = w;
     }
+    int rc;
     if (o->json) {
-        char *text = plan_json(ps->plan, ps->instance);
+        char *text = plan_json(p, ps->instance);
         fputs(text, stdout);
         free(text);
     } else {
         if (!o->quiet)
             printf("instance %s (dry run: nothing changed)\n",
                    ps->instance ? ps->instance : "(new)");
-        plan_print_text(ps->plan, stdout, o->verbose);
+        plan_print_text(p, stdout, o->verbose);
     }
-    return plan_exit_code(ps->plan, o->detailed_exitcode);
+    rc = plan_exit_code(p, o->detailed_exitcode);
+    p->n_bottles = all;
+    return rc;
 }
 
 static int run(const struct cmd *cmd, struct opts *o, int gc_only)
