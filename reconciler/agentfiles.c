@@ -500,3 +500,21 @@ out:
     free(current);
     return r;
 }
+
+int dir_entry_tar(const char *path, unsigned mode, unsigned uid, unsigned gid,
+                  unsigned char **ret_tar, size_t *ret_len)
+{
+    struct buf out;
+    buf_init(&out, 16 * TAR_BLOCK);
+    char *p = xasprintf("%s/", path);
+    struct entry d = {.path = p, .mode = mode, .uid = uid, .gid = gid};
+    static const char end[2 * TAR_BLOCK];
+    int r = BD_E_INVAL;
+    if (header(&out, &d, 0) == 0 && buf_append(&out, end, sizeof(end)) == 0) {
+        *ret_tar = (unsigned char *)buf_detach(&out, ret_len);
+        r = 0;
+    }
+    buf_release(&out);
+    free(p);
+    return r;
+}

@@ -379,6 +379,133 @@ static int create_resource(struct worker *w, struct job *j, const struct desired
     return rc;
 }
 
+/* The uid/gid of name in a passwd file's text; 0 found, -1 not. */
+static int passwd_lookup(const char *text, size_t len, const char *name, unsigned *uid,
+                         unsigned *gid)
+{
+    size_t nl = strlen(name);
+    for (size_t i = 0; i < len;) {
+        const char *line = text + i;
+        const char *end = memchr(line, '\n', len - i);
+        size_t ll = end ? (size_t)(end - line) : len - i;
+        /* name:x:uid:gid:... */
+        if (ll > nl && !memcmp(line, name, nl) && line[nl] == ':') {
+            char buf[256];
+            size_t cl = ll < sizeof(buf) - 1 ? ll : sizeof(buf) - 1;
+            memcpy(buf, line, cl);
+            buf[cl] = '\0';
+            char *f[4] = {buf, NULL, NULL, NULL};
+            for (int k = 1; k < 4; k++) {
+                char *c = f[k - 1] ? strchr(f[k - 1], ':') : NULL;
+                if (c)
+                    *c++ = '\0';
+                f[k] = c;
+            }
+            char *e1 = NULL, *e2 = NULL;
+            unsigned long u = f[2] ? strtoul(f[2], &e1, 10) : 0;
+            unsigned long g = f[3] ? strtoul(f[3], &e2, 10) : 0;
+            if (f[2] && f[3] && e1 && *e1 == '\0' && e2 && (*e2 == '\0' || *e2 == ':')) {
+                *uid = (unsigned)u;
+                *gid = (unsigned)g;
+                return 0;
+            }
+            return -1;
+        }
+        i += ll + 1;
+    }
+    return -1;
+}
+
+static int parse_id(const char *s, unsigned *ret)
+{
+    char *end = NULL;
+    if (!s || !*s || strspn(s, "0123456789") != strlen(s))
+        return -1;
+    unsigned long v = strtoul(s, &end, 10);
+    if (v > 0x7fffffffUL)
+        return -1;
+    *ret = (unsigned)v;
+    return 0;
+}
+
+/*
+ * Makes the agent's work volume (mounted at its workdir) owned by the user
+ * the agent runs as, before its start: a named volume's root is root's
+ * unless the image already had that directory owned by the user.  The user
+ * is agent.user, else the image's; a name is looked up in the container's
+ * /etc/passwd.  Root (or no user) needs nothing.  0, or an error (job failed).
+ */
+static int own_workdir(struct worker *w, struct job *j, const struct desired *d)
+{
+    const struct engine_container_spec *k = &d->res[ROLE_AGENT].container;
+    const char *name = k->name;
+    struct engine_container_info info;
+    int rc = engine_container_inspect(w->e, name, &info);
+    if (rc) {
+        job_fail(j, "inspect %s: %s", name, errmsg_or(w->e, rc));
+        return rc;
+    }
+    char spec[256] = "";
+    snprintf(spec, sizeof(spec), "%s", k->user ? k->user : info.user ? info.user : "");
+    const char *workdir = k->workdir ? k->workdir : info.workdir;
+    char wd[1024] = "";
+    snprintf(wd, sizeof(wd), "%s", workdir ? workdir : "");
+    engine_container_info_release(&info);
+    if (!spec[0] || !wd[0] || !strcmp(wd, "/"))
+        return 0;
+    char *gpart = strchr(spec, ':');
+    if (gpart)
+        *gpart++ = '\0';
+    unsigned uid = 0, gid = 0;
+    int have_gid = gpart && parse_id(gpart, &gid) == 0;
+    if (parse_id(spec, &uid) != 0 || (gpart && !have_gid)) {
+        struct buf tar;
+        buf_init(&tar, 0); /* written only on success */
+        struct engine_path_stat st = {0};
+        rc = engine_archive_get(w->e, name, "/etc/passwd", (size_t)4 << 20, &tar, &st);
+        engine_path_stat_release(&st);
+        unsigned pu = 0, pg = 0;
+        int found = -1;
+        if (rc == 0 && tar.len > 512) {
+            char sz[13];
+            memcpy(sz, tar.data + 124, 12);
+            sz[12] = '\0';
+            size_t flen = (size_t)strtoul(sz, NULL, 8);
+            if (flen <= tar.len - 512)
+                found = passwd_lookup(tar.data + 512, flen, spec, &pu, &pg);
+        }
+        buf_release(&tar);
+        if (parse_id(spec, &uid) != 0) {
+            if (found != 0) {
+                job_fail(j, "%s: agent.user '%s' is not in the image's /etc/passwd", name, spec);
+                return BD_E_INVAL;
+            }
+            uid = pu;
+        }
+        if (!have_gid)
+            gid = found == 0 ? pg : uid;
+    } else if (!have_gid) {
+        gid = uid;
+    }
+    if (uid == 0)
+        return 0;
+    unsigned char *t = NULL;
+    size_t tlen = 0;
+    if (dir_entry_tar(wd + 1, 0755, uid, gid, &t, &tlen) != 0) {
+        job_fail(j, "%s: workdir path too long", name);
+        return BD_E_INVAL;
+    }
+    int64_t id = intent(w->ap, d->bottle, "own-workdir", name);
+    rc = engine_archive_put(w->e, name, "/", t, tlen);
+    free(t);
+    if (rc) {
+        job_fail(j, "make %s owned by the agent's user in %s: %s", wd, name, errmsg_or(w->e, rc));
+        return rc;
+    }
+    confirm(w->ap, id);
+    return 0;
+}
+
 /* Delivers config (proxy) or files (agent), then starts; the sidecar is
  * then waited for. */
 static int start_container(struct worker *w, struct job *j, const struct pass_bottle *pbk,
@@ -400,6 +527,8 @@ static int start_container(struct worker *w, struct job *j, const struct pass_bo
             return rc;
         }
     } else if (role == ROLE_AGENT) {
+        if ((rc = own_workdir(w, j, d)) != 0)
+            return rc;
         int64_t id = intent(w->ap, bottle, "put-files", name);
         rc = engine_archive_put(w->e, name, DESIRED_ARCHIVE_DIR, d->agent_tar, d->agent_tar_len);
         if (rc) {

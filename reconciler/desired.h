@@ -251,6 +251,12 @@ struct render_file;
 int cfg_generation_tar(const struct render_file *files, size_t n_files, const char *gen,
                        unsigned uid, unsigned gid, unsigned char **ret_tar, size_t *ret_len);
 
+/* A ustar archive holding one directory entry PATH/ (relative, no leading
+ * '/') with mode and owner: extracted at "/" over a volume's mount point it
+ * gives the volume root that owner.  0 or BD_E_INVAL (path too long). */
+int dir_entry_tar(const char *path, unsigned mode, unsigned uid, unsigned gid,
+                  unsigned char **ret_tar, size_t *ret_len);
+
 /* ---------------------------------------------------------------- subnets */
 
 /*
