@@ -184,7 +184,8 @@ wait_for "a pass ran on the half-written b.md" more_passes "$n0"
 cat "$_TMP/b.full" >"$TREES/t1/b.md"
 wait_for "partial write completed: b's agent has X=3" env_is b 3
 assert_eq 0 "$(deletions b)" "b was never deleted by the partial write"
-running b && pass "b runs after the partial write" || fail "b does not run"
+# (env_is sees the new agent once it is created; it starts a moment later)
+wait_for "b runs after the partial write" running b
 
 # ---- git-sync swap: a changed, c added, b removed --------------------------------
 mkdir -p "$TREES/t2"

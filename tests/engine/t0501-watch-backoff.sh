@@ -167,7 +167,16 @@ wait_for "bad's failures reset" has_col bad failures 0
 # ---- a tool fighting us: repaired with backoff, shown Degraded -------------------------
 for i in 1 2 3 4; do
     running ok || wait_for "ok runs before stop $i" running ok
-    api POST "/containers/$PREFIX-ok-agent/stop?t=1" >/dev/null || fail "stop ok's agent ($i)"
+    # the watcher may be restarting it at this very moment: try a few times
+    stopped=0
+    for _ in 1 2 3 4 5; do
+        if api POST "/containers/$PREFIX-ok-agent/stop?t=1" >/dev/null 2>&1; then
+            stopped=1
+            break
+        fi
+        sleep 1
+    done
+    [ "$stopped" = 1 ] || fail "stop ok's agent ($i)"
     wait_for "fight $i: ok's agent stopped by hand runs again" running ok
 done
 fights=$(sqlite3 "$STATE/state.db" "SELECT count(*) FROM events WHERE kind = 'fighting' AND bottle = 'ok'")
