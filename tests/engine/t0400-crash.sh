@@ -246,7 +246,7 @@ crash_point() {
     RC_RERUN=$RC
     converged "$@" && return 0
     transient rerun plan again check && return 2
-    PROBLEMS="the rerun does not converge: $PROBLEMS"
+    PROBLEMS="the rerun does not converge: $PROBLEMS (the rerun said: $(show rerun))"
     return 1
 }
 
