@@ -48,6 +48,8 @@
 # developer run.
 #
 # Agent traffic is not needed, so --insecure-no-host-firewall throughout.
+# The bottles use the test's own tags of the sidecar and agent images, so a
+# rebuild of the shared tags during the run changes no spec.
 . "$(dirname "$0")/harness.sh"
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
