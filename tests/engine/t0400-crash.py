@@ -27,6 +27,7 @@ its unix socket, like harness.sh.  Environment:
       the bottle's prompt, a gitconfig and the CA certificate of the state
       dir.
 """
+import concurrent.futures
 import http.client
 import io
 import json
@@ -93,9 +94,13 @@ def wipe():
     paths = {"container": "/containers/%s?force=true&v=true", "volume": "/volumes/%s?force=true",
              "network": "/networks/%s"}
     for kind in ("container", "volume", "network"):
-        for k, name, _, _ in rows:
-            if k == kind:
-                req("DELETE", paths[kind] % urllib.parse.quote(name, safe=""), (200, 204, 404))
+        # each kind's removals at once: a forced container removal waits
+        # for its process to die
+        paths_of_kind = [paths[kind] % urllib.parse.quote(name, safe="")
+                         for k, name, _, _ in rows if k == kind]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+            for f in [pool.submit(req, "DELETE", p, (200, 204, 404)) for p in paths_of_kind]:
+                f.result()
     left = inventory()
     if left:
         sys.exit("left after the wipe: " + "; ".join(r[2] for r in left))

@@ -48,6 +48,8 @@
 # developer run.
 #
 # Agent traffic is not needed, so --insecure-no-host-firewall throughout.
+# The bottles use the test's own tags of the sidecar and agent images, so a
+# rebuild of the shared tags during the run changes no spec.
 . "$(dirname "$0")/harness.sh"
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -90,7 +92,19 @@ for x in cands:
         print(net)
         break') || fatal "list the engine's networks"
 [ -n "$POOL" ] || fatal "a free /24 in 10.213.0.0/16"
-note "prefix $PREFIX, pool $POOL, bottled $BOTTLED_BIN"
+# The test's own tags of the two images: specs hold image ids, so a
+# rebuild of the shared tags during the run (another session on the host
+# rebuilt the sidecar image once, mid-run) would be a legitimate "spec
+# changed" that has nothing to do with the crash.
+T_PROXY=localhost/t0400-proxy:$PREFIX
+T_AGENT=localhost/t0400-agent:$PREFIX
+tag_image() { # IMAGE NEW-NAME:TAG
+    api POST "/images/$(urlenc "$1")/tag?repo=$(urlenc "${2%:*}")&tag=${2##*:}" >/dev/null ||
+        fatal "tag $1 as $2"
+}
+tag_image "$PROXY_IMAGE" "$T_PROXY"
+tag_image "$AGENT_IMAGE" "$T_AGENT"
+note "prefix $PREFIX, pool $POOL, images $T_PROXY $T_AGENT, bottled $BOTTLED_BIN"
 
 # clear_bottles: every manifest but the template
 clear_bottles() { find "$M" -name '*.md' ! -name claude.md -delete; }
@@ -98,7 +112,7 @@ clear_bottles() { find "$M" -name '*.md' ! -name claude.md -delete; }
 # default agent image has no claude, so the agent sleeps)
 bottle() {
     {
-        printf -- '---\nextends: [claude]\nagent: {command: [sleep, infinity]}\n'
+        printf -- '---\nextends: [claude]\nagent: {image: "%s", command: [sleep, infinity]}\n' "$T_AGENT"
         printf 'env: {T0400: "%s"}\n' "$2"
         if [ -n "${3:-}" ]; then
             printf 'egress:\n  routes:\n    - host: %s\n' "$3"
@@ -128,13 +142,14 @@ reconcile() { # NAME [ENV=VALUE...] -- [ARGS...]
     [ $# -gt 0 ] && shift
     run "$name" env "${envs[@]}" "$BOTTLED_BIN" reconcile --once -d "$M" --state-dir "$STATE" \
         --secrets "$SECRETS" --engine "unix://$SOCK" --name-prefix "$PREFIX" \
-        --subnet-pool "$POOL" --insecure-no-host-firewall "$@"
+        --subnet-pool "$POOL" --proxy-image "$T_PROXY" --insecure-no-host-firewall "$@"
 }
 plan() { # NAME [ARGS...]
     local name=$1
     shift
     run "$name" "$BOTTLED_BIN" plan -d "$M" --state-dir "$STATE" --secrets "$SECRETS" \
-        --engine "unix://$SOCK" --name-prefix "$PREFIX" --subnet-pool "$POOL" "$@"
+        --engine "unix://$SOCK" --name-prefix "$PREFIX" --subnet-pool "$POOL" \
+        --proxy-image "$T_PROXY" "$@"
 }
 show() { # NAME: a short excerpt of a run's output, for messages
     printf '%s' "$(head -c 700 "$_TMP/out.$1" "$_TMP/err.$1" 2>/dev/null | tr '\n' ' ')"
@@ -156,6 +171,9 @@ _crash_finish() {
     local rc=$?
     # bottled's objects carry no test-run label: remove them by prefix/instance
     wipe_engine >/dev/null 2>&1 || true
+    # untag (the images keep their other tags)
+    api DELETE "/images/$(urlenc "$T_PROXY")" >/dev/null 2>&1 || true
+    api DELETE "/images/$(urlenc "$T_AGENT")" >/dev/null 2>&1 || true
     return "$rc"
 }
 trap '_crash_finish; _finish' EXIT
@@ -230,7 +248,7 @@ crash_point() {
     RC_RERUN=$RC
     converged "$@" && return 0
     transient rerun plan again check && return 2
-    PROBLEMS="the rerun does not converge: $PROBLEMS"
+    PROBLEMS="the rerun does not converge: $PROBLEMS (the rerun said: $(show rerun))"
     return 1
 }
 
