@@ -100,19 +100,40 @@ require_engine() {
     note "engine $ENGINE on $SOCK, run label $RUN_LABEL=$RUN_ID"
 }
 
-# cleanup_run: force-remove all containers, then networks and volumes, carrying our run label
-cleanup_run() {
+# remove_labelled LABEL: force-remove every container, then volume, then
+# network carrying LABEL ("key=value"). Never fails.
+remove_labelled() {
     local f ids id
-    f=$(urlenc "{\"label\":[\"$RUN_LABEL=$RUN_ID\"]}")
+    f=$(urlenc "{\"label\":[\"$1\"]}")
     ids=$(api GET "/containers/json?all=true&filters=$f" 2>/dev/null |
         python3 -c 'import json,sys; [print(c["Id"]) for c in json.load(sys.stdin)]' 2>/dev/null) || true
     for id in $ids; do api DELETE "/containers/$id?force=true&v=true" >/dev/null 2>&1 || true; done
-    ids=$(api GET "/networks?filters=$f" 2>/dev/null |
-        python3 -c 'import json,sys; [print(n["Id"]) for n in json.load(sys.stdin)]' 2>/dev/null) || true
-    for id in $ids; do api DELETE "/networks/$id" >/dev/null 2>&1 || true; done
     ids=$(api GET "/volumes?filters=$f" 2>/dev/null |
         python3 -c 'import json,sys; [print(v["Name"]) for v in json.load(sys.stdin)["Volumes"] or []]' 2>/dev/null) || true
     for id in $ids; do api DELETE "/volumes/$id?force=true" >/dev/null 2>&1 || true; done
+    ids=$(api GET "/networks?filters=$f" 2>/dev/null |
+        python3 -c 'import json,sys; [print(n["Id"]) for n in json.load(sys.stdin)]' 2>/dev/null) || true
+    for id in $ids; do api DELETE "/networks/$id" >/dev/null 2>&1 || true; done
+}
+
+# cleanup_run: force-remove all containers, then networks and volumes, carrying our run label
+cleanup_run() { remove_labelled "$RUN_LABEL=$RUN_ID"; }
+
+# cleanup_instance ID: everything bottled made for instance ID: its engine
+# resources (by label) and its host firewall chains. Never fails; "" is a no-op.
+cleanup_instance() {
+    local kind chain
+    [ -n "${1:-}" ] || return 0
+    remove_labelled "io.bottled.instance=$1"
+    command -v iptables >/dev/null || return 0
+    for kind in iptables ip6tables; do
+        for chain in "BOTTLED-$1" "BOTTLED-$1-F"; do
+            while $kind -w -D INPUT -j "$chain" 2>/dev/null; do :; done
+            while $kind -w -D FORWARD -j "$chain" 2>/dev/null; do :; done
+            $kind -w -F "$chain" 2>/dev/null || true
+            $kind -w -X "$chain" 2>/dev/null || true
+        done
+    done
 }
 
 _finish() {

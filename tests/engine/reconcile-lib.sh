@@ -30,23 +30,6 @@ _BG_PIDS=$_TMP/bg-pids # background processes the test started
 ALL_OUTPUT=$_TMP/all-output # every bottled stdout and stderr, for the secret scan
 : >"$ALL_OUTPUT"
 
-# cleanup_instance ID: force-remove every engine resource labelled with that
-# instance: containers, then volumes, then networks. Never fails.
-cleanup_instance() {
-    local f ids id
-    [ -n "$1" ] || return 0
-    f=$(urlenc "{\"label\":[\"io.bottled.instance=$1\"]}")
-    ids=$(api GET "/containers/json?all=true&filters=$f" 2>/dev/null |
-        python3 -c 'import json,sys; [print(c["Id"]) for c in json.load(sys.stdin)]' 2>/dev/null) || true
-    for id in $ids; do api DELETE "/containers/$id?force=true&v=true" >/dev/null 2>&1 || true; done
-    ids=$(api GET "/volumes?filters=$f" 2>/dev/null |
-        python3 -c 'import json,sys; [print(v["Name"]) for v in json.load(sys.stdin)["Volumes"] or []]' 2>/dev/null) || true
-    for id in $ids; do api DELETE "/volumes/$id?force=true" >/dev/null 2>&1 || true; done
-    ids=$(api GET "/networks?filters=$f" 2>/dev/null |
-        python3 -c 'import json,sys; [print(n["Id"]) for n in json.load(sys.stdin)]' 2>/dev/null) || true
-    for id in $ids; do api DELETE "/networks/$id" >/dev/null 2>&1 || true; done
-}
-
 # Runs before the harness's _finish (which removes the run-labelled objects
 # and $_TMP, and prints the summary); keeps the exit status.
 _rt_exit() {

@@ -37,28 +37,6 @@ PREFIX=t0310$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
 mkdir -p "$M"
 INSTANCE=
 
-cleanup_instance() {
-    [ -n "$INSTANCE" ] || return 0
-    local f kind ids id
-    f=$(urlenc "{\"label\":[\"io.bottled.instance=$INSTANCE\"]}")
-    ids=$(api GET "/containers/json?all=true&filters=$f" 2>/dev/null |
-        python3 -c 'import json,sys; [print(c["Id"]) for c in json.load(sys.stdin)]' 2>/dev/null) || true
-    for id in $ids; do api DELETE "/containers/$id?force=true&v=true" >/dev/null 2>&1 || true; done
-    ids=$(api GET "/volumes?filters=$f" 2>/dev/null |
-        python3 -c 'import json,sys; [print(v["Name"]) for v in json.load(sys.stdin)["Volumes"] or []]' 2>/dev/null) || true
-    for id in $ids; do api DELETE "/volumes/$id?force=true" >/dev/null 2>&1 || true; done
-    ids=$(api GET "/networks?filters=$f" 2>/dev/null |
-        python3 -c 'import json,sys; [print(n["Id"]) for n in json.load(sys.stdin)]' 2>/dev/null) || true
-    for id in $ids; do api DELETE "/networks/$id" >/dev/null 2>&1 || true; done
-    for kind in iptables ip6tables; do
-        for chain in "BOTTLED-$INSTANCE" "BOTTLED-$INSTANCE-F"; do
-            while $kind -w -D INPUT -j "$chain" 2>/dev/null; do :; done
-            while $kind -w -D FORWARD -j "$chain" 2>/dev/null; do :; done
-            $kind -w -F "$chain" 2>/dev/null || true
-            $kind -w -X "$chain" 2>/dev/null || true
-        done
-    done
-}
 HOST_PID=
 UP_PID=
 DNS_PID=
@@ -67,7 +45,7 @@ cleanup_all() {
     [ -z "${BYPASS:-}" ] || iptables -w -D DOCKER-ISOLATION-STAGE-1 -i "$INT_BR" ! -o "$INT_BR" -j ACCEPT 2>/dev/null || true
     [ -z "$HOST_PID" ] || kill "$HOST_PID" 2>/dev/null || true
     [ -z "$UP_PID" ] || kill "$UP_PID" 2>/dev/null || true
-    cleanup_instance
+    cleanup_instance "$INSTANCE"
     "$NETNS_SH" down "$NS" "$IDX" >/dev/null 2>&1 || true
 }
 trap 'cleanup_all; _finish' EXIT

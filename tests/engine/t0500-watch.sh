@@ -43,35 +43,13 @@ ln -s "$TREES/t1" "$M"
 INSTANCE=
 WPID=
 
-cleanup_instance() {
-    [ -n "$INSTANCE" ] || return 0
-    local f ids id kind chain
-    f=$(urlenc "{\"label\":[\"io.bottled.instance=$INSTANCE\"]}")
-    ids=$(api GET "/containers/json?all=true&filters=$f" 2>/dev/null |
-        python3 -c 'import json,sys; [print(c["Id"]) for c in json.load(sys.stdin)]' 2>/dev/null) || true
-    for id in $ids; do api DELETE "/containers/$id?force=true&v=true" >/dev/null 2>&1 || true; done
-    ids=$(api GET "/volumes?filters=$f" 2>/dev/null |
-        python3 -c 'import json,sys; [print(v["Name"]) for v in json.load(sys.stdin)["Volumes"] or []]' 2>/dev/null) || true
-    for id in $ids; do api DELETE "/volumes/$id?force=true" >/dev/null 2>&1 || true; done
-    ids=$(api GET "/networks?filters=$f" 2>/dev/null |
-        python3 -c 'import json,sys; [print(n["Id"]) for n in json.load(sys.stdin)]' 2>/dev/null) || true
-    for id in $ids; do api DELETE "/networks/$id" >/dev/null 2>&1 || true; done
-    for kind in iptables ip6tables; do
-        for chain in "BOTTLED-$INSTANCE" "BOTTLED-$INSTANCE-F"; do
-            while $kind -w -D INPUT -j "$chain" 2>/dev/null; do :; done
-            while $kind -w -D FORWARD -j "$chain" 2>/dev/null; do :; done
-            $kind -w -F "$chain" 2>/dev/null || true
-            $kind -w -X "$chain" 2>/dev/null || true
-        done
-    done
-}
 cleanup_all() {
     if [ -n "$WPID" ]; then
         kill -TERM "$WPID" 2>/dev/null || true
         wait "$WPID" 2>/dev/null || true
     fi
     [ -n "$INSTANCE" ] || INSTANCE=$(cat "$STATE/instance-id" 2>/dev/null || true)
-    cleanup_instance
+    cleanup_instance "$INSTANCE"
 }
 trap 'cleanup_all; _finish' EXIT
 
