@@ -24,13 +24,9 @@ static size_t on_body(char *p, size_t size, size_t n, void *arg)
     return buf_append(b, p, size * n) == 0 ? size * n : 0;
 }
 
-static int get_direct(const char *url, long *ret_code, char **ret_body)
+/* One direct GET: no proxy, HTTP only, short timeouts, body into b. */
+static void direct_options(CURL *c, const char *url, struct buf *b)
 {
-    CURL *c = curl_easy_init();
-    if (!c)
-        return BD_E_INTERNAL;
-    struct buf b;
-    buf_init(&b, ADMIN_MAX_BODY);
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
@@ -38,7 +34,17 @@ static int get_direct(const char *url, long *ret_code, char **ret_body)
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 300L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 2000L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
+}
+
+static int get_direct(const char *url, long *ret_code, char **ret_body)
+{
+    CURL *c = curl_easy_init();
+    if (!c)
+        return BD_E_INTERNAL;
+    struct buf b;
+    buf_init(&b, ADMIN_MAX_BODY);
+    direct_options(c, url, &b);
     CURLcode cc = curl_easy_perform(c);
     int rc = 0;
     if (cc == CURLE_OK) {
@@ -145,14 +151,7 @@ void sidecar_admin_get_many(struct engine *e, const char *path, struct admin_que
             if (!c)
                 break;
             buf_init(&slots[s].b, ADMIN_MAX_BODY);
-            curl_easy_setopt(c, CURLOPT_URL, url);
-            curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-            curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-            curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
-            curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 300L);
-            curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 2000L);
-            curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-            curl_easy_setopt(c, CURLOPT_WRITEDATA, &slots[s].b);
+            direct_options(c, url, &slots[s].b);
             curl_easy_setopt(c, CURLOPT_PRIVATE, &slots[s]);
             slots[s].c = c;
             slots[s].idx = next++;
