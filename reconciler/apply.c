@@ -42,6 +42,7 @@ struct job {
     char *error; /* why the bottle failed (first error) */
     enum state_phase phase;
     const char *reason;
+    long ms; /* the bottle's work in this pass (0: nothing to do) */
 };
 
 struct apply {
@@ -728,7 +729,9 @@ static void *worker_main(void *arg)
                 continue;
             }
         }
+        long t0 = now_ms();
         run_job(w, j);
+        j->ms = now_ms() - t0;
     }
     return NULL;
 }
@@ -814,6 +817,8 @@ static void record_bottle(struct apply *ap, struct job *j)
     int failing = j->failed || (pb->status == PLAN_FAILED && !(pbk && pbk->invalid));
     sb.failures = failing ? (had ? old.failures : 0) + 1 : 0;
     sb.next_retry = failing ? (int64_t)time(NULL) + backoff_s(sb.failures) : 0;
+    sb.last_pass_at = (int64_t)time(NULL);
+    sb.last_pass_ms = j->ms;
     (void)state_bottle_put(ps->st, &sb);
     if (j->failed || pb->status == PLAN_FAILED || pb->status == PLAN_CONFLICT ||
         pb->status == PLAN_REFUSED) {
@@ -1013,9 +1018,14 @@ static void print_json(struct apply *ap, const struct apply_stats *st, FILE *out
     cJSON_AddNumberToObject(sum, "failed", (double)st->failed);
     cJSON_AddNumberToObject(sum, "refused", (double)st->refused);
     cJSON_AddNumberToObject(sum, "engine_changes", (double)st->mutations);
-    char *text = cJSON_Print(o);
+    cJSON *pj = cJSON_AddObjectToObject(o, "pass");
+    cJSON_AddNumberToObject(pj, "id", (double)ap->pass_id);
+    cJSON_AddStringToObject(pj, "trigger", ps->trigger ? ps->trigger : ps->cmd->name);
+    cJSON_AddNumberToObject(pj, "ms", (double)st->ms);
+    char *text = ps->json_lines ? cJSON_PrintUnformatted(o) : cJSON_Print(o);
     fputs(text, out);
     fputc('\n', out);
+    fflush(out);
     free(text);
     cJSON_Delete(o);
 }
@@ -1135,7 +1145,7 @@ int apply_pass(struct pass *ps, enum apply_scope scope, FILE *out, struct apply_
     recover_intents(&ap);
     if ((ret = take_approvals(ps)) != 0)
         goto out;
-    (void)state_pass_begin(ps->st, &ap.pass_id);
+    (void)state_pass_begin(ps->st, ps->trigger ? ps->trigger : ps->cmd->name, &ap.pass_id);
 
     const struct plan *p = ps->plan;
     ap.jobs = xcalloc(p->n_bottles + 1, sizeof(*ap.jobs));
@@ -1226,8 +1236,9 @@ int apply_pass(struct pass *ps, enum apply_scope scope, FILE *out, struct apply_
             fprintf(out, "%s: delete refused (%s)\n", j->pb->name, j->pb->error);
     }
     stats->mutations = ap.mutations;
+    stats->ms = now_ms() - (long)ps->start_ms;
     (void)state_pass_end(ps->st, ap.pass_id, (int)stats->actions, (int)stats->failed,
-                         p->n_gc_blocked_by ? p->gc_blocked_by[0] : NULL);
+                         p->n_gc_blocked_by ? p->gc_blocked_by[0] : NULL, stats->ms);
     if (ps->o->json) {
         print_json(&ap, stats, out);
     } else if (!ps->o->quiet) {

@@ -48,6 +48,7 @@ struct apply_stats {
     size_t failed;           /* bottles that failed (or are in conflict) */
     size_t refused;          /* bottles whose deletion a guard refused */
     unsigned long mutations; /* mutating engine requests, all workers */
+    long ms;                 /* the pass's wall time, from pass_prepare to the end */
 };
 
 /*

@@ -13,12 +13,22 @@
  * forms show the same data.  Times in the database are Unix seconds; the
  * JSON gives them as ISO 8601 UTC strings.
  *
+ * The watcher's live view: `bottled watch` rewrites one row (state.h,
+ * struct state_watcher) at each change of what it is doing (idle,
+ * settling, deferred, in a pass and its trigger, the next resync).  The
+ * row is believed only while its process lives and holds the state dir's
+ * lock (the lock file names the holder's pid); otherwise status says the
+ * watcher is not running, and when it was last seen.
+ *
  * Exit status: 0 shown (whatever the phases: status is informational);
  * 1 a NAME the state does not know; 2 bottled's own configuration is wrong
  * (flags, the state dir's mode or owner); 3 the state database cannot be
  * read (unreadable, busy past the timeout, a schema of another version).
  */
+#include <errno.h>
+#include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -63,6 +73,9 @@ struct status {
     int have_done;
     struct status_bottle *bottles;
     size_t n;
+    struct state_watcher watcher; /* strings in the arena */
+    int have_watcher;
+    int watcher_alive; /* its process lives and holds the lock */
 };
 
 static const char *adup(struct arena *a, const char *s)
@@ -132,6 +145,7 @@ static int pass_cb(const struct state_pass *p, void *arg)
     if (s->n_passes < PASSES_SHOWN) {
         s->passes[s->n_passes] = *p;
         s->passes[s->n_passes].gc_blocked = adup(&s->a, p->gc_blocked);
+        s->passes[s->n_passes].trigger = adup(&s->a, p->trigger);
         s->n_passes++;
     }
     return 0;
@@ -144,8 +158,44 @@ static int done_cb(const struct state_pass *p, void *arg)
     if (p->finished_at != 0) {
         s->last_done = *p;
         s->last_done.gc_blocked = adup(&s->a, p->gc_blocked);
+        s->last_done.trigger = adup(&s->a, p->trigger);
         s->have_done = 1;
     }
+    return 0;
+}
+
+/* The pid the state dir's lock file names as its holder, or 0. */
+static long lock_holder(const char *state_dir)
+{
+    char *path = xasprintf("%s/lock", state_dir);
+    FILE *f = fopen(path, "re");
+    long pid = 0;
+    free(path);
+    if (!f)
+        return 0;
+    if (fscanf(f, "pid %ld", &pid) != 1)
+        pid = 0;
+    fclose(f);
+    return pid;
+}
+
+static int read_watcher(struct state *st, struct status *s)
+{
+    struct state_watcher w;
+    int rc = state_watcher_get(st, &w);
+    if (rc == BD_E_NOTFOUND)
+        return 0;
+    if (rc)
+        return rc;
+    s->watcher = w;
+    s->watcher.backend = adup(&s->a, w.backend);
+    s->watcher.dir = adup(&s->a, w.dir);
+    s->watcher.detail = adup(&s->a, w.detail);
+    s->have_watcher = 1;
+    s->watcher_alive = w.activity != STATE_ACT_STOPPED && w.pid > 0 &&
+                       (kill((pid_t)w.pid, 0) == 0 || errno == EPERM) &&
+                       lock_holder(state_dir(st)) == (long)w.pid;
+    state_watcher_release(&w);
     return 0;
 }
 
@@ -156,7 +206,10 @@ static int done_cb(const struct state_pass *p, void *arg)
  */
 static int status_read(struct state *st, struct status *s, int argc, char **argv)
 {
-    int rc = state_passes_each(st, PASSES_SHOWN, pass_cb, s);
+    int rc = read_watcher(st, s);
+    if (rc)
+        return rc;
+    rc = state_passes_each(st, PASSES_SHOWN, pass_cb, s);
     if (rc)
         return rc;
     for (size_t i = s->n_passes; i-- > 0;) {
@@ -269,6 +322,17 @@ static void put_line_safe(FILE *out, const char *s)
     }
 }
 
+/* "812 ms", "3.4 s", or span()'s form from a minute on. */
+static void duration(int64_t ms, char out[32])
+{
+    if (ms < 1000)
+        snprintf(out, 32, "%lld ms", (long long)ms);
+    else if (ms < 60000)
+        snprintf(out, 32, "%.1f s", (double)ms / 1000);
+    else
+        span(ms / 1000, out);
+}
+
 static void field(FILE *out, const char *label, const char *value)
 {
     fprintf(out, "  %-12s", label);
@@ -285,17 +349,22 @@ static const char *plural(int n)
 static void print_pass(FILE *out, const char *prefix, const struct state_pass *p, int64_t now,
                        int with_gc)
 {
-    char w[WHEN_MAX], took[32];
+    char w[WHEN_MAX], took[32], trig[64] = "";
+    if (p->trigger)
+        snprintf(trig, sizeof(trig), " (%s)", p->trigger);
     if (p->finished_at == 0) {
         when(p->started_at, now, w);
-        fprintf(out, "%s#%lld started %s, not finished (running, or its process died)\n", prefix,
-                (long long)p->id, w);
+        fprintf(out, "%s#%lld%s started %s, not finished (running, or its process died)\n", prefix,
+                (long long)p->id, trig, w);
         return;
     }
     when(p->finished_at, now, w);
-    span(p->finished_at >= p->started_at ? p->finished_at - p->started_at : 0, took);
-    fprintf(out, "%s#%lld finished %s: took %s, %d change%s, %d failure%s", prefix,
-            (long long)p->id, w, took, p->changes, plural(p->changes), p->failures,
+    if (p->duration_ms > 0)
+        duration(p->duration_ms, took);
+    else
+        span(p->finished_at >= p->started_at ? p->finished_at - p->started_at : 0, took);
+    fprintf(out, "%s#%lld%s finished %s: took %s, %d change%s, %d failure%s", prefix,
+            (long long)p->id, trig, w, took, p->changes, plural(p->changes), p->failures,
             plural(p->failures));
     if (with_gc && p->gc_blocked) {
         fputs(", gc blocked by ", out);
@@ -329,6 +398,13 @@ static void print_bottle(FILE *out, const struct status_bottle *sb, int64_t now,
     }
     when(b->updated_at, now, w);
     field(out, "updated", w);
+    if (b->last_pass_at) {
+        char took[32], line[WHEN_MAX + 48];
+        when(b->last_pass_at, now, w);
+        duration(b->last_pass_ms, took);
+        snprintf(line, sizeof(line), "%s, its work took %s", w, took);
+        field(out, "last pass", line);
+    }
     if (b->next_retry) {
         when(b->next_retry, now, w);
         field(out, "next retry", w);
@@ -371,6 +447,37 @@ static void print_bottle(FILE *out, const struct status_bottle *sb, int64_t now,
     }
 }
 
+/* "watcher running ..." with what it is doing now, or when it was last seen. */
+static void print_watcher(FILE *out, const struct status *s)
+{
+    const struct state_watcher *w = &s->watcher;
+    char a[WHEN_MAX], b[WHEN_MAX];
+    if (!s->have_watcher)
+        return;
+    if (!s->watcher_alive) {
+        when(w->since, s->now, a);
+        fprintf(out, "watcher not running (%s; last seen %s)\n",
+                w->activity == STATE_ACT_STOPPED ? "stopped" : "its process is gone", a);
+        return;
+    }
+    when(w->started_at, s->now, a);
+    fprintf(out, "watcher running: pid %lld, %s on ", (long long)w->pid, w->backend);
+    put_line_safe(out, w->dir);
+    fprintf(out, ", since %s, %lld pass%s\n", a, (long long)w->passes, w->passes == 1 ? "" : "es");
+    when(w->since, s->now, a);
+    fprintf(out, "  now       %s", state_activity_name(w->activity));
+    if (w->detail) {
+        fputs(" (", out);
+        put_line_safe(out, w->detail);
+        fputc(')', out);
+    }
+    fprintf(out, " since %s\n", a);
+    if (w->next_resync) {
+        when(w->next_resync, s->now, b);
+        fprintf(out, "  resync    %s\n", b);
+    }
+}
+
 static void print_text(const struct status *s, const char *dir, FILE *out, int quiet, int verbose)
 {
     const struct state_pass *last = s->n_passes ? &s->passes[s->n_passes - 1] : NULL;
@@ -399,6 +506,7 @@ static void print_text(const struct status *s, const char *dir, FILE *out, int q
     fprintf(out, "instance %s (state dir ", s->instance);
     put_line_safe(out, dir);
     fprintf(out, ")\n");
+    print_watcher(out, s);
     if (!last)
         fprintf(out, "no pass recorded yet\n");
     else
@@ -447,12 +555,15 @@ static cJSON *pass_json(const struct state_pass *p)
     cJSON_AddNumberToObject(j, "id", (double)p->id);
     add_time(j, "started_at", p->started_at);
     add_time(j, "finished_at", p->finished_at);
-    if (p->finished_at)
+    if (p->finished_at && p->duration_ms > 0)
+        cJSON_AddNumberToObject(j, "duration_ms", (double)p->duration_ms);
+    else if (p->finished_at) /* recorded before schema 2: whole seconds */
         cJSON_AddNumberToObject(
             j, "duration_ms",
             (double)(p->finished_at >= p->started_at ? p->finished_at - p->started_at : 0) * 1000);
     else
         cJSON_AddNullToObject(j, "duration_ms");
+    add_str(j, "trigger", p->trigger);
     cJSON_AddNumberToObject(j, "changes", p->changes);
     cJSON_AddNumberToObject(j, "failures", p->failures);
     add_str(j, "gc_blocked", p->gc_blocked);
@@ -464,6 +575,25 @@ static char *status_json(const struct status *s)
     cJSON *o = cJSON_CreateObject();
     add_str(o, "instance", s->instance);
     add_str(o, "gc_blocked_by", s->have_done ? s->last_done.gc_blocked : NULL);
+    if (s->have_watcher) {
+        const struct state_watcher *w = &s->watcher;
+        cJSON *jw = cJSON_AddObjectToObject(o, "watcher");
+        cJSON_AddBoolToObject(jw, "running", s->watcher_alive);
+        cJSON_AddNumberToObject(jw, "pid", (double)w->pid);
+        add_time(jw, "started_at", w->started_at);
+        add_str(jw, "backend", w->backend);
+        add_str(jw, "dir", w->dir);
+        add_str(jw, "activity",
+                s->watcher_alive || w->activity == STATE_ACT_STOPPED
+                    ? state_activity_name(w->activity)
+                    : "gone");
+        add_str(jw, "detail", w->detail);
+        add_time(jw, "since", w->since);
+        add_time(jw, "next_resync", w->next_resync);
+        cJSON_AddNumberToObject(jw, "passes", (double)w->passes);
+    } else {
+        cJSON_AddNullToObject(o, "watcher");
+    }
     cJSON *ps = cJSON_AddArrayToObject(o, "passes");
     for (size_t i = 0; i < s->n_passes; i++)
         cJSON_AddItemToArray(ps, pass_json(&s->passes[i]));
@@ -483,6 +613,11 @@ static char *status_json(const struct status *s)
         cJSON_AddNumberToObject(jb, "failures", b->failures);
         add_time(jb, "next_retry", b->next_retry);
         add_time(jb, "updated_at", b->updated_at);
+        add_time(jb, "last_pass_at", b->last_pass_at);
+        if (b->last_pass_at)
+            cJSON_AddNumberToObject(jb, "last_pass_ms", (double)b->last_pass_ms);
+        else
+            cJSON_AddNullToObject(jb, "last_pass_ms");
         cJSON *rs = cJSON_AddArrayToObject(jb, "resources");
         for (size_t k = 0; k < sb->n_res; k++) {
             cJSON *jr = cJSON_CreateObject();

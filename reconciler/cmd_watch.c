@@ -49,6 +49,14 @@
  * every LOCK_POLL_MS), for at most LOCK_MAX_MS, then runs with a warning.
  *
  * Nothing is ever written into the watched directory.
+ *
+ * Live view: what the loop is doing (idle, settling, deferred, a pass and
+ * its trigger) and the next resync are written to the state database's
+ * watcher row (state_watcher_put) whenever they change, for `bottled
+ * status`; never on a timer, so an idle watcher writes nothing.
+ *
+ * --json: each pass's result document (apply.h) as one line on stdout;
+ * the watcher's own progress lines then go to stderr.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -143,6 +151,8 @@ struct watcher {
     int want_pass;
     const char *trigger;
     const char *settle_trigger; /* what the settle timer reports; NULL: "change" */
+    struct state_watcher live;  /* as last written (live_set) */
+    int64_t live_resync_ms;     /* resync_at when last written */
 };
 
 static int64_t now_ms(void)
@@ -158,11 +168,42 @@ static void say(struct watcher *w, const char *fmt, ...)
 {
     if (w->o->quiet)
         return;
+    FILE *f = w->o->json ? stderr : stdout; /* stdout carries the JSON lines */
     va_list va;
     va_start(va, fmt);
-    vfprintf(stdout, fmt, va);
+    vfprintf(f, fmt, va);
     va_end(va);
-    fflush(stdout);
+    fflush(f);
+}
+
+/*
+ * Records what the watcher does now for `bottled status`, when that (or the
+ * next resync, or the pass count) changed since the last write.  A failed
+ * write only costs the live view: it is not retried.
+ */
+static void live_set(struct watcher *w, enum state_activity a, const char *detail)
+{
+    struct state_watcher *l = &w->live;
+    int same = l->backend && l->activity == a &&
+               (detail ? l->detail && !strcmp(l->detail, detail) : !l->detail) &&
+               w->live_resync_ms == w->resync_at && l->passes == (int64_t)w->passes;
+    if (same || !w->st || !w->wb)
+        return;
+    int64_t now = (int64_t)time(NULL);
+    if (!l->backend) {
+        l->pid = getpid();
+        l->started_at = now;
+    }
+    l->backend = watch_backend_name(w->wb);
+    l->dir = watch_backend_real_path(w->wb);
+    if (l->activity != a || !l->since)
+        l->since = now;
+    l->activity = a;
+    l->detail = detail; /* static strings only */
+    l->next_resync = w->resync_at ? now + (w->resync_at - now_ms() + 999) / 1000 : 0;
+    l->passes = (int64_t)w->passes;
+    w->live_resync_ms = w->resync_at;
+    (void)state_watcher_put(w->st, l);
 }
 
 static void schedule_resync(struct watcher *w)
@@ -498,11 +539,14 @@ static int run_pass(struct watcher *w)
     w->settle_at = 0;
     w->settle_trigger = NULL;
     w->passes++;
+    live_set(w, STATE_ACT_PASS, trigger);
     int64_t t0 = now_ms(), wall0 = (int64_t)time(NULL);
     struct pass ps;
     struct apply_stats stats = {0};
     size_t kept = 0, held = 0;
     int rc = pass_prepare_on(&ps, w->cmd, w->o, w->st);
+    ps.trigger = trigger;
+    ps.json_lines = 1;
     if (rc == 0) {
         kept = apply_grace(w, &ps);
         held = apply_backoff(w, &ps);
@@ -638,7 +682,7 @@ int cmd_watch(const struct cmd *cmd, struct opts *o, int argc, char **argv)
         w.wb = NULL;
         goto out;
     }
-    w.out = o->verbose ? stdout : fopen("/dev/null", "we");
+    w.out = o->verbose || o->json ? stdout : fopen("/dev/null", "we");
     if (!w.out)
         w.out = stdout;
     say(&w, "watch: instance %s, %s on %s, settle %ld ms, grace %ld s, resync %ld s\n",
@@ -655,6 +699,7 @@ int cmd_watch(const struct cmd *cmd, struct opts *o, int argc, char **argv)
     }
 
     while (!got_term) {
+        live_set(&w, w.settle_at ? STATE_ACT_SETTLING : STATE_ACT_IDLE, NULL);
         struct pollfd pfd[2] = {{sig_pipe[0], POLLIN, 0}, {-1, POLLIN, 0}};
         if (w.wb)
             pfd[1].fd = watch_backend_fd(w.wb);
@@ -692,6 +737,7 @@ int cmd_watch(const struct cmd *cmd, struct opts *o, int argc, char **argv)
             int64_t t2 = now_ms();
             if (!w.lock_since) {
                 w.lock_since = t2;
+                live_set(&w, STATE_ACT_DEFERRED, ".git/index.lock: a git checkout is in progress");
                 say(&w,
                     "watch: .git/index.lock in '%s': a git checkout is in progress; pass "
                     "deferred\n",
@@ -713,6 +759,7 @@ int cmd_watch(const struct cmd *cmd, struct opts *o, int argc, char **argv)
     }
     if (got_term)
         say(&w, "watch: stopping after %lu pass(es)\n", w.passes);
+    live_set(&w, STATE_ACT_STOPPED, NULL);
 out:
     if (w.out && w.out != stdout)
         fclose(w.out);

@@ -85,6 +85,7 @@ static const enum opt_id watch_flags[] = {OPT_DIR,
                                           OPT_GRACE,
                                           OPT_RESYNC,
                                           OPT_WATCH_BACKEND,
+                                          OPT_JSON,
                                           OPT_QUIET,
                                           OPT_VERBOSE};
 static const enum opt_id gc_flags[] = {
@@ -149,7 +150,10 @@ static const struct cmd commands[] = {
      "approve-deletes`, which the watcher notices within a second.  A .git/index.lock in the\n"
      "directory defers a pass for up to 60 s.  Takes the state dir's lock for its lifetime and\n"
      "never writes into the manifest directory.  One line per pass (-q: none; -v: every\n"
-     "action too).\n\n"
+     "action too; --json: each pass's result as one JSON object per line on stdout, the\n"
+     "object of `reconcile --json` plus \"pass\": {id, trigger, ms}; other messages go to\n"
+     "stderr).  What it is doing now (idle, settling, deferred, a pass and its trigger, the\n"
+     "next resync) is kept in the state database for `bottled status`.\n\n"
      "Signals: SIGHUP runs a pass now; SIGTERM or SIGINT stop after the current pass (exit 0);\n"
      "SIGUSR1 makes the watch backend act as if it lost events (a full rescan; for tests).\n\n"
      "Exit status: 0 stopped by a signal, 2 bottled's own configuration is wrong or the\n"
@@ -164,11 +168,14 @@ static const struct cmd commands[] = {
      FLAGS(gc_flags)},
     {"status", cmd_status, "[NAME...]",
      "Show the bottles' phase, last error and resources, and the recent passes.",
-     "Prints what the state database recorded: the instance, the last reconcile pass (when,\n"
-     "how long, changes, failures) and \"gc blocked by PATH\" when the last finished pass could\n"
+     "Prints what the state database recorded: the instance; whether a `bottled watch` runs on\n"
+     "this state dir (pid, backend, what it is doing now, the next resync) or when it was last\n"
+     "seen; the last reconcile pass (its trigger, when, how long, changes, failures) and \"gc\n"
+     "blocked by PATH\" when the last finished pass could\n"
      "not delete anything because its snapshot was incomplete; then per bottle its phase\n"
      "(Ready, Reconciling, Stalled, Degraded, Deleting), reason, last error, manifest hash,\n"
-     "generation, failures, last update, next retry, and its resources (role, engine name,\n"
+     "generation, failures, last update, next retry, its last pass (when, how long its work\n"
+     "took), and its resources (role, engine name,\n"
      "engine id).  -v adds the spec and config hashes, each bottle's last 5 events and the\n"
      "last 5 passes.  -q prints only a blocked gc and the bottles that are not Ready, one line\n"
      "each.  --json prints all of it, times as ISO 8601 UTC.  NAME shows only those bottles.\n"

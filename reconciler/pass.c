@@ -3,6 +3,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/crypto.h>
 
@@ -443,6 +444,9 @@ static int prepare(struct pass *ps, const struct cmd *cmd, const struct opts *o,
                    enum pass_mode mode, struct state *st)
 {
     memset(ps, 0, sizeof(*ps));
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ps->start_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
     ps->cmd = cmd;
     ps->o = o;
     ps->mode = mode;

@@ -80,6 +80,11 @@ struct pass {
     const char **hold;
     size_t n_hold;
     int st_borrowed; /* st belongs to the caller (pass_prepare_on) */
+    /* What started the pass, recorded with it: the caller may set it after
+     * prepare (watch: its trigger); NULL: the command's name. */
+    const char *trigger;
+    int json_lines;   /* --json as one line per pass (watch), not pretty-printed */
+    int64_t start_ms; /* CLOCK_MONOTONIC ms when prepare began */
     char *proxy_ref;
     struct plan *plan;
     struct arena a;

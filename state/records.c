@@ -253,8 +253,9 @@ int state_bottle_put(struct state *st, const struct state_bottle *b)
         return BD_E_INVAL;
     return wexec(st, NULL,
                  "INSERT INTO bottles (name, generation, spec_hash, manifest_hash, config_hash,"
-                 " phase, reason, last_error, failures, next_retry, updated_at)"
-                 " VALUES (?1, ?2 IS NOT NULL, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                 " phase, reason, last_error, failures, next_retry, updated_at, last_pass_at,"
+                 " last_pass_ms)"
+                 " VALUES (?1, ?2 IS NOT NULL, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
                  " ON CONFLICT (name) DO UPDATE SET"
                  " generation = generation + (excluded.spec_hash IS NOT NULL"
                  "   AND excluded.spec_hash IS NOT spec_hash),"
@@ -262,15 +263,16 @@ int state_bottle_put(struct state *st, const struct state_bottle *b)
                  " config_hash = excluded.config_hash, phase = excluded.phase,"
                  " reason = excluded.reason, last_error = excluded.last_error,"
                  " failures = excluded.failures, next_retry = excluded.next_retry,"
-                 " updated_at = excluded.updated_at",
-                 "sssssssiNI", b->name, b->spec_hash, b->manifest_hash, b->config_hash,
+                 " updated_at = excluded.updated_at, last_pass_at = excluded.last_pass_at,"
+                 " last_pass_ms = excluded.last_pass_ms",
+                 "sssssssiNINI", b->name, b->spec_hash, b->manifest_hash, b->config_hash,
                  state_phase_name(b->phase), b->reason, b->last_error, b->failures, b->next_retry,
-                 state_now());
+                 state_now(), b->last_pass_at, b->last_pass_ms);
 }
 
 #define BOTTLE_COLS                                                                                \
     "name, generation, spec_hash, manifest_hash, config_hash, phase, reason, last_error,"          \
-    " failures, next_retry, updated_at"
+    " failures, next_retry, updated_at, last_pass_at, last_pass_ms"
 
 /* Fills b with borrowed strings from the row. */
 static void bottle_from_row(sqlite3_stmt *stmt, struct state_bottle *b)
@@ -290,6 +292,8 @@ static void bottle_from_row(sqlite3_stmt *stmt, struct state_bottle *b)
         .failures = sqlite3_column_int(stmt, 8),
         .next_retry = sqlite3_column_int64(stmt, 9),
         .updated_at = sqlite3_column_int64(stmt, 10),
+        .last_pass_at = sqlite3_column_int64(stmt, 11),
+        .last_pass_ms = sqlite3_column_int64(stmt, 12),
     };
 }
 
@@ -756,22 +760,25 @@ int state_intents_pending(struct state *st, int (*cb)(const struct state_intent 
 
 /* ---- passes ------------------------------------------------------------ */
 
-int state_pass_begin(struct state *st, int64_t *ret_id)
+int state_pass_begin(struct state *st, const char *trigger, int64_t *ret_id)
 {
-    int rc = wexec(st, NULL, "INSERT INTO passes (started_at) VALUES (?1)", "I", state_now());
+    int rc = wexec(st, NULL, "INSERT INTO passes (started_at, trigger) VALUES (?1, ?2)", "Is",
+                   state_now(), trigger);
 
     if (rc == 0)
         *ret_id = sqlite3_last_insert_rowid(st->db);
     return rc;
 }
 
-int state_pass_end(struct state *st, int64_t id, int changes, int failures, const char *gc_blocked)
+int state_pass_end(struct state *st, int64_t id, int changes, int failures, const char *gc_blocked,
+                   int64_t duration_ms)
 {
     int n = 0;
     int rc = wexec(st, &n,
                    "UPDATE passes SET finished_at = ?2, changes = ?3, failures = ?4,"
-                   " gc_blocked = ?5 WHERE id = ?1",
-                   "IIiis", id, state_now(), changes, failures, gc_blocked);
+                   " gc_blocked = ?5, duration_ms = ?6 WHERE id = ?1",
+                   "IIiisI", id, state_now(), changes, failures, gc_blocked,
+                   duration_ms < 0 ? (int64_t)0 : duration_ms);
 
     return rc == 0 && n == 0 ? BD_E_NOTFOUND : rc;
 }
@@ -791,6 +798,8 @@ static int pass_row(sqlite3_stmt *stmt, void *ctx)
         .changes = sqlite3_column_int(stmt, 3),
         .failures = sqlite3_column_int(stmt, 4),
         .gc_blocked = col_text(stmt, 5),
+        .trigger = col_text(stmt, 6),
+        .duration_ms = sqlite3_column_int64(stmt, 7),
     };
     return c->fn(&p, c->arg);
 }
@@ -802,11 +811,82 @@ int state_passes_each(struct state *st, size_t limit,
     sqlite3_stmt *stmt = NULL;
     int64_t lim = limit == 0 || limit > INT64_MAX ? -1 : (int64_t)limit;
     int rc = prep(st, &stmt,
-                  "SELECT id, started_at, finished_at, changes, failures, gc_blocked FROM"
+                  "SELECT id, started_at, finished_at, changes, failures, gc_blocked, trigger,"
+                  " duration_ms FROM"
                   " (SELECT * FROM passes ORDER BY id DESC LIMIT ?1) ORDER BY id",
                   "I", lim);
 
     return rc < 0 ? rc : each_row(stmt, pass_row, &c);
+}
+
+/* ---- the watcher's live view -------------------------------------------- */
+
+static const char *const activity_names[] = {
+    [STATE_ACT_IDLE] = "idle", [STATE_ACT_SETTLING] = "settling", [STATE_ACT_DEFERRED] = "deferred",
+    [STATE_ACT_PASS] = "pass", [STATE_ACT_STOPPED] = "stopped",
+};
+
+const char *state_activity_name(enum state_activity a)
+{
+    if ((unsigned)a < sizeof(activity_names) / sizeof(activity_names[0]))
+        return activity_names[a];
+    return "unknown";
+}
+
+int state_watcher_put(struct state *st, const struct state_watcher *w)
+{
+    if (w->backend == NULL || w->dir == NULL || (unsigned)w->activity > STATE_ACT_STOPPED)
+        return BD_E_INVAL;
+    return wexec(st, NULL,
+                 "INSERT OR REPLACE INTO watcher (id, pid, started_at, backend, dir, activity,"
+                 " detail, since, next_resync, passes) VALUES (1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
+                 " ?9)",
+                 "IIssssINI", w->pid, w->started_at, w->backend, w->dir,
+                 state_activity_name(w->activity), w->detail, w->since, w->next_resync, w->passes);
+}
+
+int state_watcher_get(struct state *st, struct state_watcher *ret_w)
+{
+    sqlite3_stmt *stmt = NULL;
+    int rc = prep(st, &stmt,
+                  "SELECT pid, started_at, backend, dir, activity, detail, since, next_resync,"
+                  " passes FROM watcher WHERE id = 1",
+                  "");
+
+    if (rc < 0)
+        return rc;
+    int s = sqlite3_step(stmt);
+    if (s == SQLITE_ROW) {
+        const char *act = col_text(stmt, 4);
+        enum state_activity a = STATE_ACT_IDLE;
+        for (size_t i = 0; act && i < sizeof(activity_names) / sizeof(activity_names[0]); i++)
+            if (strcmp(act, activity_names[i]) == 0)
+                a = (enum state_activity)i;
+        *ret_w = (struct state_watcher){
+            .pid = sqlite3_column_int64(stmt, 0),
+            .started_at = sqlite3_column_int64(stmt, 1),
+            .backend = col_dup(stmt, 2),
+            .dir = col_dup(stmt, 3),
+            .activity = a,
+            .detail = col_dup(stmt, 5),
+            .since = sqlite3_column_int64(stmt, 6),
+            .next_resync = sqlite3_column_int64(stmt, 7),
+            .passes = sqlite3_column_int64(stmt, 8),
+        };
+        rc = 0;
+    } else {
+        rc = s == SQLITE_DONE ? BD_E_NOTFOUND : state_sqlite_err(s);
+    }
+    sqlite3_finalize(stmt);
+    return rc;
+}
+
+void state_watcher_release(struct state_watcher *w)
+{
+    free((char *)w->backend);
+    free((char *)w->dir);
+    free((char *)w->detail);
+    memset(w, 0, sizeof(*w));
 }
 
 /* ---- delete approvals -------------------------------------------------- */

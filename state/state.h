@@ -202,6 +202,8 @@ struct state_bottle {
     int failures;           /* consecutive failures, for the backoff */
     int64_t next_retry;     /* 0: none */
     int64_t updated_at;     /* read only: set by put */
+    int64_t last_pass_at;   /* the last pass that worked on it ended (Unix s); 0: none */
+    int64_t last_pass_ms;   /* the bottle's own work in that pass, ms */
 };
 
 /* Inserts or replaces every field but generation and updated_at. */
@@ -328,13 +330,47 @@ struct state_pass {
     int changes;
     int failures;
     const char *gc_blocked; /* the path that blocked deletions, or NULL */
+    const char *trigger;    /* what started it (watch's trigger, or the command); may be NULL */
+    int64_t duration_ms;    /* wall time; 0 while running (or from before schema 2) */
 };
 
-int state_pass_begin(struct state *st, int64_t *ret_id);
-int state_pass_end(struct state *st, int64_t id, int changes, int failures, const char *gc_blocked);
+/* trigger: "reconcile", "gc", or watch's trigger ("change", "resync", ...). */
+int state_pass_begin(struct state *st, const char *trigger, int64_t *ret_id);
+int state_pass_end(struct state *st, int64_t id, int changes, int failures, const char *gc_blocked,
+                   int64_t duration_ms);
 /* The last `limit` passes, oldest first. */
 int state_passes_each(struct state *st, size_t limit,
                       int (*cb)(const struct state_pass *p, void *arg), void *arg);
+
+/* ---- the watcher's live view (bottled status) ------------------------------ */
+
+enum state_activity {
+    STATE_ACT_IDLE,     /* waiting for a change or a timer */
+    STATE_ACT_SETTLING, /* hints came in; the settle window runs */
+    STATE_ACT_DEFERRED, /* a pass is wanted but waits (detail: why) */
+    STATE_ACT_PASS,     /* a pass runs (detail: its trigger) */
+    STATE_ACT_STOPPED,  /* the watcher exited cleanly */
+};
+
+struct state_watcher {
+    int64_t pid;
+    int64_t started_at; /* Unix s */
+    const char *backend;
+    const char *dir;
+    enum state_activity activity;
+    const char *detail;  /* may be NULL */
+    int64_t since;       /* the activity began, Unix s */
+    int64_t next_resync; /* Unix s; 0: unknown */
+    int64_t passes;      /* passes run so far */
+};
+
+const char *state_activity_name(enum state_activity a);
+/* Writes the one watcher row (STATE_EXCLUSIVE: the watcher holds the lock). */
+int state_watcher_put(struct state *st, const struct state_watcher *w);
+/* Reads it into *ret_w with strings the caller owns (state_watcher_release);
+ * BD_E_NOTFOUND when no watcher ever ran on this state dir. */
+int state_watcher_get(struct state *st, struct state_watcher *ret_w);
+void state_watcher_release(struct state_watcher *w);
 
 /* ---- delete approvals (bottled approve-deletes) ------------------------ */
 

@@ -11,8 +11,12 @@
  *          [spec_hash=H] [config_hash=H] [failures=N] [next_retry=T]
  *   resource bottle=N role=R name=S [engine_id=S] [spec_hash=H]
  *   event bottle=N kind=K [detail=S]
+ *   bottle ... [last_pass_at=T] [last_pass_ms=N]
  *   pass [changes=N] [failures=N] [gc_blocked=PATH] [took=SECONDS]
- *        [unfinished=1]   took sets its start that long before its end
+ *        [trigger=S] [unfinished=1]   took sets its start that long before
+ *                      its end (and its duration)
+ *   watcher [pid=N|self] [activity=A] [detail=S] [next_resync=T] [passes=N]
+ *                      the watch's live row (backend "inotify", dir "/m")
  *   take NAME          state_approval_take(): prints 1 or 0
  *   hold SECONDS [tx=1]
  *                      prints "locked" and sleeps with the lock held (and,
@@ -49,6 +53,8 @@ static int fail(const char *what, int rc, struct state *st)
     return -1;
 }
 
+static int num(const char *s, int64_t *ret);
+
 /* The value of KEY=... among args, or NULL. */
 static const char *arg(int argc, char **argv, const char *key)
 {
@@ -77,6 +83,20 @@ static int num_arg(int argc, char **argv, const char *key, int64_t *ret)
     const char *s = arg(argc, argv, key);
     *ret = 0;
     return s ? num(s, ret) : 0;
+}
+
+/* A time T: Unix seconds, or +N / -N from now; 0 when KEY is absent. */
+static int time_arg(int argc, char **argv, const char *key, int64_t *ret)
+{
+    const char *s = arg(argc, argv, key);
+    *ret = 0;
+    if (!s)
+        return 0;
+    if (num(s, ret))
+        return -1;
+    if (s[0] == '+' || s[0] == '-')
+        *ret += (int64_t)time(NULL);
+    return 0;
 }
 
 /* Runs SQL on its own connection to state.db (beside the state's). */
@@ -114,7 +134,9 @@ static int do_bottle(struct state *st, int argc, char **argv)
         fprintf(stderr, "state_fixture: unknown phase '%s'\n", phase);
         return -1;
     }
-    if (num_arg(argc, argv, "failures", &failures))
+    if (num_arg(argc, argv, "failures", &failures) ||
+        time_arg(argc, argv, "last_pass_at", &b.last_pass_at) ||
+        num_arg(argc, argv, "last_pass_ms", &b.last_pass_ms))
         return -1;
     b.failures = (int)failures;
     if (retry) {
@@ -154,12 +176,13 @@ static int do_pass(struct state *st, int argc, char **argv)
     if (num_arg(argc, argv, "changes", &changes) || num_arg(argc, argv, "failures", &failures) ||
         (t && num(t, &took)) || num_arg(argc, argv, "unfinished", &unfinished))
         return -1;
-    int rc = state_pass_begin(st, &id);
+    int rc = state_pass_begin(st, arg(argc, argv, "trigger"), &id);
     if (rc)
         return fail("pass begin", rc, st);
     if (unfinished)
         return 0;
-    rc = state_pass_end(st, id, (int)changes, (int)failures, arg(argc, argv, "gc_blocked"));
+    rc = state_pass_end(st, id, (int)changes, (int)failures, arg(argc, argv, "gc_blocked"),
+                        took >= 0 ? took * 1000 : 0);
     if (rc)
         return fail("pass end", rc, st);
     if (took >= 0) {
@@ -180,7 +203,7 @@ static int do_age(int argc, char **argv)
     char sql[512];
     snprintf(sql, sizeof(sql),
              "UPDATE bottles SET updated_at = updated_at - %1$lld,"
-             " next_retry = next_retry - %1$lld;"
+             " next_retry = next_retry - %1$lld, last_pass_at = last_pass_at - %1$lld;"
              " UPDATE passes SET started_at = started_at - %1$lld,"
              " finished_at = finished_at - %1$lld;"
              " UPDATE events SET ts = ts - %1$lld;",
@@ -209,8 +232,34 @@ static int do_hold(struct state *st, int argc, char **argv)
     return 0;
 }
 
+static int do_watcher(struct state *st, int argc, char **argv)
+{
+    const char *pid = arg(argc, argv, "pid"), *act = arg(argc, argv, "activity");
+    struct state_watcher w = {
+        .pid = getpid(),
+        .started_at = (int64_t)time(NULL) - 300,
+        .backend = "inotify",
+        .dir = "/m",
+        .activity = STATE_ACT_IDLE,
+        .detail = arg(argc, argv, "detail"),
+        .since = (int64_t)time(NULL) - 2,
+    };
+    if (pid && strcmp(pid, "self") && num(pid, &w.pid))
+        return -1;
+    for (int a = STATE_ACT_IDLE; act && a <= STATE_ACT_STOPPED; a++)
+        if (!strcmp(act, state_activity_name((enum state_activity)a)))
+            w.activity = (enum state_activity)a;
+    if (time_arg(argc, argv, "next_resync", &w.next_resync) ||
+        num_arg(argc, argv, "passes", &w.passes))
+        return -1;
+    int rc = state_watcher_put(st, &w);
+    return rc ? fail("watcher", rc, st) : 0;
+}
+
 static int run(struct state *st, int argc, char **argv)
 {
+    if (!strcmp(argv[0], "watcher"))
+        return do_watcher(st, argc - 1, argv + 1);
     const char *c = argv[0];
     if (!strcmp(c, "bottle"))
         return do_bottle(st, argc - 1, argv + 1);

@@ -60,8 +60,9 @@ MH=aaaabbbbccccddddeeeeffff0000111122223333444455556666777788889999
 SH=1111222233334444555566667777888899990000aaaabbbbccccddddeeeeffff
 CH=cccc0000cccc1111cccc2222cccc3333cccc4444cccc5555cccc6666cccc7777
 EID=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
-fixture pass changes=6 took=3 -- \
-    bottle name=tools phase=Ready manifest_hash=$MH spec_hash=$SH config_hash=$CH -- \
+fixture pass changes=6 took=3 trigger=reconcile -- \
+    bottle name=tools phase=Ready manifest_hash=$MH spec_hash=$SH config_hash=$CH \
+    last_pass_at=-5 last_pass_ms=1234 -- \
     resource bottle=tools role=int name=bottle-tools-int engine_id=$EID spec_hash=$SH -- \
     resource bottle=tools role=proxy name=bottle-tools-proxy engine_id=fedcba9876543210 -- \
     resource bottle=tools role=agent name=bottle-tools-agent -- \
@@ -100,6 +101,9 @@ expect_in "$TMP/out" "int    bottle-tools-int    0123456789ab" "a resource: role
 expect_not_in "$TMP/out" "$EID" "not the full engine id"
 expect_in "$TMP/out" "agent  bottle-tools-agent  (no engine id yet)" "a resource without an id"
 expect_not_in "$TMP/out" "events" "no events without -v"
+expect_in "$TMP/out" "last pass   20" "a bottle's last pass"
+expect_in "$TMP/out" "(10m ago), its work took 1.2 s" "when, and how long its work took"
+expect_not_in "$TMP/out" "watcher" "no watcher line when no watch ever ran"
 expect_not_in "$TMP/out" "recent passes" "no pass list without -v"
 if grep -qE "^  updated     [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z \(" "$TMP/out"; then
     ok "updated has an ISO time"
@@ -112,8 +116,8 @@ expect_eq "$(grep -E '^[a-z]+: ' "$TMP/out" | cut -d: -f1 | tr '\n' ' ')" "old t
 status -v
 expect_rc 0 "status -v"
 expect_in "$TMP/out" "recent passes:" "-v lists the passes"
-expect_in "$TMP/out" "  #1 finished" "the first pass"
-expect_in "$TMP/out" "took 3s, 6 changes, 0 failures" "the first pass's duration and changes"
+expect_in "$TMP/out" "  #1 (reconcile) finished" "the first pass, with its trigger"
+expect_in "$TMP/out" "took 3.0 s, 6 changes, 0 failures" "the first pass's duration and changes"
 expect_in "$TMP/out" "#2 finished" "the second pass"
 expect_in "$TMP/out" "spec        111122223333" "-v: the spec hash"
 expect_in "$TMP/out" "config      cccc0000cccc" "-v: the config hash"
@@ -134,14 +138,16 @@ web: Degraded: no host firewall (--insecure-no-host-firewall)" \
 
 status --json
 expect_rc 0 "status --json"
-expect_eq "$(json 'sorted(j)')" "['bottles', 'gc_blocked_by', 'instance', 'passes']" "top-level keys"
+expect_eq "$(json 'sorted(j)')" "['bottles', 'gc_blocked_by', 'instance', 'passes', 'watcher']" "top-level keys"
+expect_eq "$(json 'j["watcher"]')" "None" "no watcher ever ran: null"
 expect_eq "$(json 'j["instance"]')" "$INSTANCE" "the instance id"
 expect_eq "$(json 'j["gc_blocked_by"]')" "/srv/bottles/broken.md" "gc_blocked_by"
 expect_eq "$(json '[(p["id"], p["changes"], p["failures"], p["duration_ms"], p["gc_blocked"]) for p in j["passes"]]')" \
     "[(1, 6, 0, 3000, None), (2, 0, 1, 0, '/srv/bottles/broken.md')]" "the passes"
 expect_eq "$(json 'sorted(j["passes"][0])')" \
-    "['changes', 'duration_ms', 'failures', 'finished_at', 'gc_blocked', 'id', 'started_at']" \
+    "['changes', 'duration_ms', 'failures', 'finished_at', 'gc_blocked', 'id', 'started_at', 'trigger']" \
     "pass keys"
+expect_eq "$(json '[p["trigger"] for p in j["passes"]]')" "['reconcile', None]" "pass triggers"
 expect_eq "$(json 'all(__import__("re").fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", p[k]) is not None for p in j["passes"] for k in ("started_at", "finished_at"))')" \
     "True" "pass times are ISO 8601 UTC"
 A=$(age_of 'j["passes"][0]["finished_at"]')
@@ -150,7 +156,7 @@ if [ "$A" -ge 595 ] && [ "$A" -le 700 ]; then ok "pass times are seconds (10 min
 fi
 expect_eq "$(json '[b["name"] for b in j["bottles"]]')" "['old', 'tools', 'web']" "bottles by name"
 expect_eq "$(json 'sorted(j["bottles"][1])')" \
-    "['config_hash', 'events', 'failures', 'generation', 'last_error', 'manifest_hash', 'name', 'next_retry', 'phase', 'reason', 'resources', 'spec_hash', 'updated_at']" \
+    "['config_hash', 'events', 'failures', 'generation', 'last_error', 'last_pass_at', 'last_pass_ms', 'manifest_hash', 'name', 'next_retry', 'phase', 'reason', 'resources', 'spec_hash', 'updated_at']" \
     "bottle keys"
 expect_eq "$(json '[(b["phase"], b["reason"]) for b in j["bottles"]]')" \
     "[('Stalled', 'deletion refused: more than --max-deletes (10) bottles'), ('Ready', None), ('Degraded', 'no host firewall (--insecure-no-host-firewall)')]" \
@@ -165,6 +171,12 @@ expect_eq "$(json '[(r["role"], r["name"], r["engine_id"], r["spec_hash"]) for r
 expect_eq "$(json '[(e["kind"], e["detail"]) for e in j["bottles"][1]["events"]]')" \
     "[('create', 'step 3'), ('deliver', 'step 4'), ('recreate', 'step 5'), ('deliver', 'step 6'), ('failed', 'step 7')]" \
     "the last 5 events, oldest first"
+expect_eq "$(json '(j["bottles"][1]["last_pass_ms"], j["bottles"][0]["last_pass_at"], j["bottles"][0]["last_pass_ms"])')" \
+    "(1234, None, None)" "a bottle's last pass took 1234 ms; null when it had none"
+A=$(age_of 'j["bottles"][1]["last_pass_at"]')
+if [ "$A" -ge 600 ] && [ "$A" -le 700 ]; then ok "last_pass_at is an ISO time 10 minutes ago"; else
+    not_ok "last_pass_at is $A s ago, expected about 605"
+fi
 A=$(age_of 'j["bottles"][1]["updated_at"]')
 if [ "$A" -ge 595 ] && [ "$A" -le 700 ]; then ok "updated_at is an ISO time 10 minutes ago"; else
     not_ok "updated_at is $A s ago, expected about 600"
@@ -223,6 +235,41 @@ status
 expect_rc 0 "status while another process holds a write transaction"
 expect_in "$TMP/out" "tools: Ready" "reads while a write is in progress"
 release
+
+# ---- the watcher's live view ---------------------------------------------------
+# A watcher that holds the lock (its pid is in the lock file) and is in a pass.
+"$FIX" "$ST" watcher pid=self activity=pass detail=resync next_resync=+40 passes=7 -- \
+    hold 60 >"$TMP/hold.out" 2>&1 &
+HOLD=$!
+for _ in $(seq 100); do grep -q locked "$TMP/hold.out" && break; sleep 0.1; done
+status
+expect_rc 0 "status while a watcher runs"
+expect_in "$TMP/out" "watcher running: pid $HOLD, inotify on /m, since " "the running watcher"
+expect_in "$TMP/out" "(5m ago), 7 passes" "since when, how many passes"
+expect_in "$TMP/out" "  now       pass (resync) since " "what it does now"
+if grep -qE '^  resync    [0-9T:-]+Z \(in (3[0-9]|40)s\)$' "$TMP/out"; then
+    ok "the next resync, in about 40 s"
+else
+    not_ok "no next resync in about 40 s" "$(cat "$TMP/out")"
+fi
+status --json
+expect_eq "$(json '(lambda w: (w["running"], w["pid"], w["backend"], w["dir"], w["activity"], w["detail"], w["passes"]))(j["watcher"])')" \
+    "(True, $HOLD, 'inotify', '/m', 'pass', 'resync', 7)" "the watcher in JSON"
+release
+# Killed: the row stays, the process and the lock are gone.
+status
+expect_in "$TMP/out" "watcher not running (its process is gone; last seen " "a dead watcher is not running"
+expect_not_in "$TMP/out" "watcher running" "not shown as running"
+status --json
+expect_eq "$(json '(j["watcher"]["running"], j["watcher"]["activity"])')" "(False, 'gone')" \
+    "a dead watcher in JSON"
+# A live process that does not hold the lock is not the watcher (a reused pid).
+fixture watcher pid=$$ activity=idle
+status
+expect_in "$TMP/out" "watcher not running" "a pid without the lock is not the watcher"
+fixture watcher activity=stopped
+status
+expect_in "$TMP/out" "watcher not running (stopped; last seen " "a watcher that stopped"
 
 # ---- bottled's own configuration, the database ------------------------------
 chmod 755 "$ST"

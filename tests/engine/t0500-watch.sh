@@ -199,6 +199,12 @@ mkdir -p "$TREES/t2/.git"
 : >"$TREES/t2/.git/index.lock"
 manifest "$TREES/t2/e.md" 1
 wait_for "index.lock: the pass is deferred" grep -q 'index.lock.*pass deferred' "$_TMP/w.out"
+live() { # the watcher's row in `bottled status --json`, as "running activity"
+    "$BOTTLED_BIN" status --json --state-dir "$STATE" 2>/dev/null |
+        python3 -c 'import json,sys; w=json.load(sys.stdin)["watcher"]; print(w["running"], w["activity"], w["backend"])'
+}
+assert_eq "True deferred ${BACKEND:-$(live | cut -d' ' -f3)}" "$(live)" \
+    "status shows the running watcher's pass deferred by index.lock"
 sleep 4
 running e && fail "e was created while .git/index.lock existed" ||
     pass "no pass while .git/index.lock exists (e not created after 4 s)"
@@ -233,6 +239,7 @@ rc=0
 wait "$WPID" || rc=$?
 WPID=
 assert_eq 0 "$rc" "SIGTERM: the watcher exits 0"
+assert_eq "False stopped" "$(live | cut -d' ' -f1-2)" "status after SIGTERM: the watcher stopped"
 
 # ---- nothing deleted by mistake ------------------------------------------------------------
 got=$(sqlite3 "$STATE/state.db" "SELECT group_concat(bottle, ',') FROM events WHERE kind = 'deleted'")

@@ -19,6 +19,9 @@
 #              (a "fighting" event), further repairs back off, and it stays
 #              Degraded between repairs; a manifest change makes it Ready
 #   SIGHUP     runs a pass at once
+#   --json     a third watcher prints each pass as one JSON line on stdout
+#              (trigger, actions, engine changes); `bottled status` shows it
+#              running and what it does; after SIGTERM, stopped
 . "$(dirname "$0")/harness.sh"
 
 : "${BOTTLED_BIN:?BOTTLED_BIN (the bottled binary) must be set; ctest sets it}"
@@ -214,6 +217,50 @@ wait "$WPID" || rc=$?
 WPID=
 assert_eq 0 "$rc" "SIGTERM: the watcher exits 0"
 assert_eq 0 "$(deletions bad)" "bad was never deleted"
+
+# ---- watch --json, and the live view in status -------------------------------------
+"$BOTTLED_BIN" "${args[@]}" --json >"$_TMP/j.out" 2>"$_TMP/j.err" &
+WPID=$!
+jlines() { grep -c '^{' "$_TMP/j.out" || true; }
+jlines_over() { [ "$(jlines)" -gt "$1" ]; }
+wait_for "watch --json: the first pass is a JSON line" jlines_over 0
+jq_last() { tail -1 "$_TMP/j.out" | python3 -c "import json,sys; j=json.load(sys.stdin); print($1)"; }
+assert_eq "start" "$(jq_last 'j["pass"]["trigger"]')" "--json: the first line is the start pass"
+grep -q '^watch: pass 1 (start)' "$_TMP/j.err" && pass "--json: the progress line went to stderr" ||
+    fail "--json: no progress line on stderr: $(head -3 "$_TMP/j.err")"
+bad=$(grep -cv '^{' "$_TMP/j.out" || true)
+assert_eq 0 "$bad" "--json: nothing but JSON lines on stdout"
+"$BOTTLED_BIN" status --json --state-dir "$STATE" >"$_TMP/s.json" 2>"$_TMP/s.err" ||
+    fail "status while watch runs: $(cat "$_TMP/s.err")"
+got=$(python3 -c 'import json,sys; w=json.load(open(sys.argv[1]))["watcher"]; print(w["running"], w["pid"], w["activity"], w["passes"] >= 1, w["next_resync"] is not None)' "$_TMP/s.json")
+assert_eq "True $WPID idle True True" "$got" "status: the watcher runs, is idle, has passed, has a resync due"
+n0=$(jlines)
+printf -- '---\nagent:\n  command: [sleep, infinity]\nenv: {J: "1"}\negress:\n  routes:\n    - host: example.org\n---\nj.\n' >"$M/j.md"
+wait_for "watch --json: a new manifest's pass is a line" jlines_over "$n0"
+wait_for "j runs" running j
+got=$(grep '^{' "$_TMP/j.out" | python3 -c '
+import json, sys
+for line in sys.stdin:
+    j = json.loads(line)
+    for b in j["bottles"]:
+        if b["name"] == "j" and any(a["action"] == "create" for a in b["actions"]):
+            print(j["pass"]["trigger"], j["summary"]["engine_changes"] > 0, j["pass"]["ms"] > 0)
+            sys.exit(0)
+print("no pass created j")')
+assert_eq "change True True" "$got" "--json: the change pass created j (engine changes, its ms)"
+"$BOTTLED_BIN" status --state-dir "$STATE" j >"$_TMP/s.txt" 2>&1 || true
+grep -q "^watcher running: pid $WPID, " "$_TMP/s.txt" && grep -q '^  last pass   ' "$_TMP/s.txt" &&
+    pass "status: the running watcher, and j's last pass" || fail "status: $(cat "$_TMP/s.txt")"
+kill -TERM "$WPID"
+rc=0
+wait "$WPID" || rc=$?
+WPID=
+assert_eq 0 "$rc" "SIGTERM: the --json watcher exits 0"
+"$BOTTLED_BIN" status --json --state-dir "$STATE" >"$_TMP/s.json" 2>/dev/null || true
+got=$(python3 -c 'import json,sys; w=json.load(open(sys.argv[1]))["watcher"]; print(w["running"], w["activity"])' "$_TMP/s.json")
+assert_eq "False stopped" "$got" "status after SIGTERM: the watcher stopped"
+cat "$_TMP/j.err" >>"$_TMP/w.err"
+
 if grep -Eq 'Sanitizer|runtime error' "$_TMP/w.err"; then
     fail "sanitizer report on the watcher's stderr: $(grep -E -m3 'Sanitizer|runtime error' "$_TMP/w.err")"
 else

@@ -735,8 +735,9 @@ static int stop_at_first(const struct state_bottle *b, void *arg)
 static int collect_pass(const struct state_pass *p, void *arg)
 {
     struct buf *b = arg;
-    assert_int_equal(buf_appendf(b, "%d/%d/%s/%d;", p->changes, p->failures,
-                                 p->gc_blocked ? p->gc_blocked : "-", p->finished_at > 0),
+    assert_int_equal(buf_appendf(b, "%s/%d/%d/%s/%d/%lld;", p->trigger ? p->trigger : "-",
+                                 p->changes, p->failures, p->gc_blocked ? p->gc_blocked : "-",
+                                 p->finished_at > 0, (long long)p->duration_ms),
                      0);
     return 0;
 }
@@ -762,6 +763,8 @@ static void test_records(void **state)
         .last_error = "image 'x' not found",
         .failures = 2,
         .next_retry = 1234,
+        .last_pass_at = 5000,
+        .last_pass_ms = 812,
     };
     struct state_bottle got;
     struct buf out;
@@ -777,6 +780,8 @@ static void test_records(void **state)
     assert_int_equal(got.failures, 2);
     assert_int_equal(got.next_retry, 1234);
     assert_true(got.updated_at > 0);
+    assert_int_equal(got.last_pass_at, 5000);
+    assert_int_equal(got.last_pass_ms, 812);
     state_bottle_release(&got);
 
     /* Same spec: same generation; a new spec: the next one. */
@@ -854,14 +859,47 @@ static void test_records(void **state)
 
     /* Passes. */
     int64_t p1 = 0, p2 = 0;
-    assert_int_equal(state_pass_begin(st, &p1), 0);
-    assert_int_equal(state_pass_end(st, p1, 3, 0, NULL), 0);
-    assert_int_equal(state_pass_begin(st, &p2), 0);
-    assert_int_equal(state_pass_end(st, p2, 0, 1, "/b/bad.md"), 0);
-    assert_int_equal(state_pass_end(st, 999, 0, 0, NULL), BD_E_NOTFOUND);
+    assert_int_equal(state_pass_begin(st, "reconcile", &p1), 0);
+    assert_int_equal(state_pass_end(st, p1, 3, 0, NULL, 1234), 0);
+    assert_int_equal(state_pass_begin(st, NULL, &p2), 0);
     assert_int_equal(state_passes_each(st, 10, collect_pass, &out), 0);
-    assert_string_equal(buf_cstr(&out), "3/0/-/1;0/1//b/bad.md/1;");
+    assert_string_equal(buf_cstr(&out), "reconcile/3/0/-/1/1234;-/0/0/-/0/0;");
     buf_reset(&out);
+    assert_int_equal(state_pass_end(st, p2, 0, 1, "/b/bad.md", 7), 0);
+    assert_int_equal(state_pass_end(st, 999, 0, 0, NULL, 0), BD_E_NOTFOUND);
+    assert_int_equal(state_passes_each(st, 10, collect_pass, &out), 0);
+    assert_string_equal(buf_cstr(&out), "reconcile/3/0/-/1/1234;-/0/1//b/bad.md/1/7;");
+    buf_reset(&out);
+
+    /* The watcher's row: none yet, then written and rewritten. */
+    struct state_watcher wr = {0};
+    assert_int_equal(state_watcher_get(st, &wr), BD_E_NOTFOUND);
+    struct state_watcher w1 = {.pid = 42,
+                               .started_at = 1000,
+                               .backend = "inotify",
+                               .dir = "/m",
+                               .activity = STATE_ACT_PASS,
+                               .detail = "change",
+                               .since = 1001,
+                               .next_resync = 1060,
+                               .passes = 3};
+    assert_int_equal(state_watcher_put(st, &w1), 0);
+    w1.activity = STATE_ACT_IDLE;
+    w1.detail = NULL;
+    w1.passes = 4;
+    assert_int_equal(state_watcher_put(st, &w1), 0);
+    assert_int_equal(state_watcher_get(st, &wr), 0);
+    assert_int_equal(wr.pid, 42);
+    assert_string_equal(wr.backend, "inotify");
+    assert_string_equal(wr.dir, "/m");
+    assert_int_equal(wr.activity, STATE_ACT_IDLE);
+    assert_null(wr.detail);
+    assert_int_equal(wr.next_resync, 1060);
+    assert_int_equal(wr.passes, 4);
+    state_watcher_release(&wr);
+    w1.activity = (enum state_activity)99;
+    assert_int_equal(state_watcher_put(st, &w1), BD_E_INVAL);
+    assert_string_equal(state_activity_name(STATE_ACT_DEFERRED), "deferred");
 
     /* A transaction rolled back leaves nothing. */
     assert_int_equal(state_begin(st), 0);
