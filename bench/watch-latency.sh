@@ -3,16 +3,21 @@
 # (issue 5), against the engine of tests/engine/harness.sh
 # (BOTTLED_TEST_ENGINE=podman|docker, DOCKER_HOST):
 #
-#   create   a manifest written -> the watcher's pass that applied it ended
-#            (the agent runs; sidecar /healthz waited for inside the pass)
+#   create   a manifest written -> the watcher's pass that applies it began
+#            (the settle window and the hint's path), and -> that pass
+#            ended (the bottle created: networks, volumes, sidecar started
+#            and its /healthz waited for, the agent started)
 #   routes   a routes-only change written -> the pass that delivered it
 #            ended (apply waits until the sidecar reports the new config
 #            hash, so the sidecar serves the new routes by then)
 #   idle     CPU time (user+sys) the watcher used over 60 s with nothing to
 #            do (--resync 3600, so no resync falls inside the window)
 #
-# Targets (issue 5): routes under 1 s end to end with the default settle
-# window (200 ms); idle near zero.  Prints figures; asserts nothing.
+# Targets (issue 5): under 1 s end to end with the default settle window
+# (200 ms) from a write to the pass that applies it and from a routes-only
+# change to the sidecar serving it; idle near zero.  Prints the figures
+# and MET / MISSED per target; asserts nothing.  No peer runs beside it:
+# neither compose tool in Debian 12 has a watch mode.
 set -euo pipefail
 BOTTLED=${1:?usage: $0 BOTTLED [BACKEND]}
 BACKEND=${2:-}
@@ -57,12 +62,20 @@ n=$(passes)
 t0=$(ms)
 manifest example.org
 wait_pass "$n"
-note "create: manifest written -> pass applied: $(($(ms) - t0)) ms ($(tail -1 "$_TMP/w.out"))"
+# pass_ms: the duration the last "watch: pass N (trigger): X ms" line reports
+pass_ms() { tail -1 "$_TMP/w.out" | sed -n 's/^watch: pass [0-9]* ([a-z]*): \([0-9]*\) ms.*/\1/p'; }
+verdict() { [ "$1" -lt 1000 ] && echo MET || echo MISSED; }
+total=$(($(ms) - t0))
+took=$(pass_ms)
+began=$((total - ${took:-0}))
+note "create: manifest written -> the pass applying it began: $began ms ($(verdict "$began") < 1 s)"
+note "create: manifest written -> that pass ended, bottle running: $total ms (the pass: ${took:-?} ms)"
 n=$(passes)
 t0=$(ms)
 manifest example.com
 wait_pass "$n"
-note "routes: routes-only change -> sidecar serves them: $(($(ms) - t0)) ms ($(tail -1 "$_TMP/w.out"))"
+total=$(($(ms) - t0))
+note "routes: routes-only change -> sidecar serves them: $total ms ($(verdict "$total") < 1 s; the pass: $(pass_ms) ms)"
 sleep 1
 ticks=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$WPID/stat"; }
