@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -960,6 +961,8 @@ out:
 
 /* ------------------------------------------------------------ networks */
 
+#define NET_CREATE_RETRIES 4 /* 50, 100, 200, 400 ms apart */
+
 static int dk_network_create(struct engine *e, const struct engine_network_spec *spec,
                              char **ret_id)
 {
@@ -993,7 +996,20 @@ static int dk_network_create(struct engine *e, const struct engine_network_spec 
                      .body = json,
                      .body_len = len,
                      .mutating = MUT};
-    int r = request(e, &rq, &body, &code);
+    /* Quirk: Podman checks a new subnet against the host's interface
+     * addresses, and that scan fails (500 "route ip+net: no such network
+     * interface") when an interface disappears while it runs, e.g. another
+     * container's veth being removed.  Nothing was created: try again. */
+    int r;
+    for (int attempt = 0;; attempt++) {
+        r = request(e, &rq, &body, &code);
+        if (r < 0 || code != 500 || attempt == NET_CREATE_RETRIES ||
+            !msg_has(&body, "no such network interface"))
+            break;
+        buf_release(&body);
+        struct timespec ts = {0, (50L << attempt) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     free(json);
     if (r < 0)
         return r;
