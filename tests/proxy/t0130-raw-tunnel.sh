@@ -174,6 +174,41 @@ curl -sS -o /dev/null --max-time 10 -x "$PROXY_URL" --cacert "$BOTTLE_CA" -w '%{
     "https://upstream.test:8443/c" 2>/dev/null >"$TMP/certs" || true
 expect_in "$TMP/certs" "Issuer:CN = bottle-test-ca" "the agent sees a leaf issued by the bottle CA"
 
+# A tunnel entry and a route on the same host and port: without a token the
+# route decides (bumped as usual); with the token it is raw (the agent sees the
+# upstream's own certificate); with a wrong token it is 403 all the same.
+"$SRC/tests/proxy/mkcerts.sh" "$TMP/uppki" git.test >/dev/null
+"$NETNS_SH" exec "$LIVE_NS" /usr/bin/python3 "$UPSTREAM_PY" --listen "$UP_IP:8445" \
+    --tls "$TMP/uppki/git.test.pem" "$TMP/uppki/git.test-key.pem" --log "$UPLOG" --mode echo \
+    >"$TMP/up8445.out" 2>"$TMP/up8445.err" &
+LIVE_PIDS+=($!)
+wait_line "$TMP/up8445.out" '^ready' || not_ok "upstream on 8445" "$(cat "$TMP/up8445.err")"
+new_generation '
+r = dict('"$(route_of upstream.test)"'); r["auth"] = None; r["host"] = "git.test"; r["ports"] = [8445]
+j["routes"].append(r)
+j["tunnels"].append({"host": "git.test", "port": 8445, "token_sha256": "'"$TOKEN_SHA"'"})
+'
+flip_current
+for i in $(seq 50); do
+    [ "$(curl -s "$ADMIN_URL/config-hash")" = "$(sed -n 's/^config-hash //p' "$GEN/MANIFEST")" ] && break
+    sleep 0.1
+done
+pcurl "https://git.test:8445/no-token"
+expect_status 200 "route + tunnel entry, no token: the route allows it"
+curl -sS -o /dev/null --max-time 10 -x "$PROXY_URL" --cacert "$BOTTLE_CA" -w '%{certs}' \
+    "https://git.test:8445/c" 2>/dev/null >"$TMP/certs" || true
+expect_in "$TMP/certs" "Issuer:CN = bottle-test-ca" "no token: bumped, a leaf from the bottle CA"
+set +e
+curl -sS -o "$TMP/out" --max-time 10 -x "$PROXY_URL" --proxy-header "Proxy-Authorization: Bearer $TOKEN" \
+    --cacert "$TMP/uppki/ca.pem" -w '%{certs}' "https://git.test:8445/raw" >"$TMP/certs" 2>"$TMP/err"
+RC=$?
+set -e
+expect_rc 0 "with the token: curl verifies the upstream's own certificate end to end"
+expect_not_in "$TMP/certs" "bottle-test-ca" "with the token: not bumped"
+expect_eq "$(json 'j["path"]')" "/raw" "with the token: the request reached the upstream as sent"
+pcurl --proxy-header "Proxy-Authorization: Bearer not-$TOKEN" "https://git.test:8445/wrong"
+expect_eq "$CCODE" 403 "route + tunnel entry, wrong token: 403 even though a route allows it"
+
 # Reload: an open tunnel survives a reload that keeps its entry, and is closed
 # 2 s after the reload that removes it; new CONNECTs are then refused.
 mkfifo "$TMP/hold.in"
@@ -214,7 +249,8 @@ sleep 2.5
 echo go >&7
 wait_line "$TMP/hold" "^after-keep two" && ok "the tunnel still relays 2.5 s after a reload that kept its entry" ||
     not_ok "tunnel kept across reload" "$(cat "$TMP/hold")"
-new_generation 'j["tunnels"] = [t for t in j["tunnels"] if t["host"] != "git.test"]'
+new_generation 'j["tunnels"] = [t for t in j["tunnels"] if t["host"] != "git.test"]
+j["routes"] = [r for r in j["routes"] if r["host"] != "git.test"]'
 flip_current
 serve_hash && ok "reload 2 (entry removed) served" || not_ok "reload 2 served" "$(tail -3 "$PERR")"
 echo go >&7
