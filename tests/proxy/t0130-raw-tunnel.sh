@@ -111,6 +111,26 @@ echo2 pong
 tail EOF after 10 bytes
 rc 0" "interactive both ways; the token is in neither /proc/PID/cmdline, ps nor the environment"
 
+# connect's own errors: usage and token file 2, no proxy 1; never the token on stderr.
+run "$PROXY" connect --token "$TOKEN" git.test 2222
+expect_rc 2 "a token on the command line is refused"
+expect_in "$TMP/err" "use --token-file FILE" "says to use --token-file"
+printf 'two words\n' >"$TMP/spacey"
+run "$PROXY" connect --proxy "$P" --token-file "$TMP/spacey" git.test 2222
+expect_rc 2 "a token file holding a space"
+expect_not_in "$TMP/err" "two words" "the bad token is not echoed"
+run "$PROXY" connect --proxy "$P" --token-file "$TMP/missing" git.test 2222
+expect_rc 2 "a missing token file"
+run "$PROXY" connect --proxy "$P" git.test 0
+expect_rc 2 "port 0"
+run "$PROXY" connect --proxy "$P" git.test
+expect_rc 2 "no port"
+run "$PROXY" connect --proxy 127.0.0.1:1 --token-file "$TMP/token" git.test 2222
+expect_rc 1 "no proxy listening"
+expect_in "$TMP/err" "cannot connect to the proxy 127.0.0.1:1" "says so"
+run "$PROXY" connect --help
+expect_in "$TMP/out" "usage: bottle-proxy connect" "connect --help"
+
 accepted() { grep -c ACCEPTED "$TMP/echo.out" || true; }
 # refused WHAT EXPECTED-REASON ARGS...: connect exits 1 with the 403 on stderr, nothing dialled.
 refused() {
@@ -189,7 +209,7 @@ j["routes"].append(r)
 j["tunnels"].append({"host": "git.test", "port": 8445, "token_sha256": "'"$TOKEN_SHA"'"})
 '
 flip_current
-for i in $(seq 50); do
+for _ in $(seq 50); do
     [ "$(curl -s "$ADMIN_URL/config-hash")" = "$(sed -n 's/^config-hash //p' "$GEN/MANIFEST")" ] && break
     sleep 0.1
 done
@@ -222,8 +242,7 @@ print("open", c.stdout.readline().decode().strip(), flush=True)
 sys.stdin.readline()  # the test says when the first reload is served
 c.stdin.write(b"two\n"); c.stdin.flush()
 print("after-keep", c.stdout.readline().decode().strip(), flush=True)
-sys.stdin.readline()  # the second reload
-t0 = time.time()
+t0 = float(sys.stdin.readline())  # the time of the second reload's flip
 rest = c.stdout.read()  # the proxy closed the tunnel: connect closes stdout
 took = time.time() - t0
 c.stdin.close()  # like ssh on the EOF: then connect exits
@@ -249,17 +268,46 @@ sleep 2.5
 echo go >&7
 wait_line "$TMP/hold" "^after-keep two" && ok "the tunnel still relays 2.5 s after a reload that kept its entry" ||
     not_ok "tunnel kept across reload" "$(cat "$TMP/hold")"
+# A busy tunnel too: bytes every 100 ms do not extend the grace.
+cat >"$TMP/busy.py" <<'PY'
+import subprocess, sys, threading, time
+proxy, p, tok = sys.argv[1:4]
+c = subprocess.Popen([proxy, "connect", "--proxy", p, "--token-file", tok, "git.test", "2222"],
+                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+def feed():
+    try:
+        while True:
+            c.stdin.write(b"x\n"); c.stdin.flush(); time.sleep(0.1)
+    except OSError:
+        pass
+threading.Thread(target=feed, daemon=True).start()
+threading.Timer(12, c.kill).start()  # bounded: a tunnel left open fails the check, not the run
+print("open", c.stdout.readline().decode().strip(), flush=True)
+n = 0
+while c.stdout.readline():
+    n += 1
+print("closed-at %.3f after %d echoes" % (time.time(), n), flush=True)
+c.kill()
+PY
+/usr/bin/python3 "$TMP/busy.py" "$PROXY" "$P" "$TMP/token" >"$TMP/busy" 2>&1 &
+BUSY=$!
+wait_line "$TMP/busy" "^open x" && ok "a busy tunnel is open" || not_ok "busy tunnel" "$(cat "$TMP/busy")"
 new_generation 'j["tunnels"] = [t for t in j["tunnels"] if t["host"] != "git.test"]
 j["routes"] = [r for r in j["routes"] if r["host"] != "git.test"]'
+T_FLIP=$(date +%s.%N)
+echo "$T_FLIP" >&7
 flip_current
 serve_hash && ok "reload 2 (entry removed) served" || not_ok "reload 2 served" "$(tail -3 "$PERR")"
-echo go >&7
 exec 7>&-
 wait "$HOLD" || true
 case "$(sed -n 's/^closed after \([0-9]*\)\..*/\1/p' "$TMP/hold")" in
-1 | 2) ok "the tunnel whose entry is gone was closed after the 2 s grace" ;;
+2 | 3) ok "the tunnel whose entry is gone was closed after the 2 s grace" ;;
 *) not_ok "closed after the 2 s grace" "$(cat "$TMP/hold")" ;;
 esac
+wait "$BUSY" || true
+expect_eq "$(python3 -c 'import sys
+at = float(sys.argv[1].split()[1]); print(int(at - float(sys.argv[2])))' "$(grep closed-at "$TMP/busy")" "$T_FLIP")" 2 \
+    "the busy tunnel was closed after the same 2 s grace"
 expect_in "$AUDIT" '"target":"git.test","port":2222,"method":"CONNECT","path":null,"route":null,"decision":"allow","reason":"raw tunnel entry removed by a reload"' \
     "the tunnel's audit line says why it ended"
 refused "the token after the entry is gone" "no route for host" --token-file "$TMP/token" git.test 2222
