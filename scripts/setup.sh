@@ -86,7 +86,7 @@ PKGS_DEPS="build-essential cmake pkg-config libyaml-dev libsqlite3-dev libssl-de
   openssh-client"
 # everything else: format check, fuzzing, examples, engine tests, images
 PKGS_FULL="clang clang-format libclang-rt-14-dev iproute2 iptables
-  debootstrap busybox-static"
+  debootstrap busybox-static openssh-server"
 # only with --bench: the peers bench/compare-proxies.sh (mitmproxy, nginx) and
 # bench/reconcile-bench.sh (the compose tools) measure against (installing
 # nginx starts it on port 80 where an init system runs services)

@@ -6,6 +6,9 @@
  *     proxy on --listen, admin endpoint on --admin, config from DIR/current;
  *   - `bottle-proxy --check-config DIR` loads a generation exactly as the
  *     running proxy will (pconf_load()) and says whether it would be served.
+ * and helper subcommands named by the first argument (cmds.h): `scan` (the
+ * detectors over a file, for the git gate's hook) and `connect` (ssh's
+ * ProxyCommand through the raw tunnel).
  *
  * Exit status: --check-config 0 valid, 1 invalid (diagnostics on stderr, or
  * in the JSON document with --json); --config 0 after a clean shutdown, 1
@@ -20,6 +23,7 @@
 #include <cjson/cJSON.h>
 
 #include "build_config.h"
+#include "cmds.h"
 #include "diag.h"
 #include "err.h"
 #include "pconf.h"
@@ -32,6 +36,8 @@
 static const char usage_text[] =
     "usage: bottle-proxy --config DIR [--listen ADDR:PORT] [--admin ADDR:PORT] [--verbose]\n"
     "       bottle-proxy --check-config DIR [--json]\n"
+    "       bottle-proxy scan [--max-bytes N] [--label TEXT] [FILE|-]\n"
+    "       bottle-proxy connect [--proxy HOST:PORT] [--token-file FILE] HOST PORT\n"
     "       bottle-proxy --help | --version\n"
     "\n"
     "  --config DIR        run the proxy with the config generation DIR/current names;\n"
@@ -46,6 +52,9 @@ static const char usage_text[] =
     "  --json              print the result as one JSON document on stdout\n"
     "  --help              show this help\n"
     "  --version           print the version\n"
+    "  scan                the sidecar's credential detectors over a file or stdin\n"
+    "                      (exit 1 naming each detector found; 'scan --help')\n"
+    "  connect             ssh ProxyCommand through the raw tunnel ('connect --help')\n"
     "\n"
     "Audit: one JSON line per request or tunnel on stdout.\n"
     "Exit status: 0 valid / clean shutdown, 1 invalid / start-up failed, 2 usage error.\n";
@@ -74,6 +83,8 @@ static void print_json(const struct diag_list *l, const struct pconf *c)
                           c ? cJSON_CreateNumber((double)c->n_routes) : cJSON_CreateNull());
     cJSON_AddItemToObject(doc, "secrets",
                           c ? cJSON_CreateNumber((double)c->n_secrets) : cJSON_CreateNull());
+    cJSON_AddItemToObject(doc, "tunnels",
+                          c ? cJSON_CreateNumber((double)c->n_tunnels) : cJSON_CreateNull());
     cJSON *arr = cJSON_AddArrayToObject(doc, "diagnostics");
     for (size_t i = 0; i < l->n; i++) {
         const struct diag *d = &l->v[i];
@@ -143,11 +154,14 @@ static int check_config(const char *dir, int json)
         print_json(&diags, c);
     } else {
         diag_print_text(&diags, stderr);
-        if (c)
-            printf("ok: generation %s, config hash %s, %zu route%s, %zu secret%s\n", c->generation,
+        if (c) {
+            printf("ok: generation %s, config hash %s, %zu route%s, %zu secret%s", c->generation,
                    c->config_hash, c->n_routes, c->n_routes == 1 ? "" : "s", c->n_secrets,
                    c->n_secrets == 1 ? "" : "s");
-        else
+            if (c->n_tunnels)
+                printf(", %zu raw tunnel%s", c->n_tunnels, c->n_tunnels == 1 ? "" : "s");
+            putchar('\n');
+        } else
             fprintf(stderr, "invalid: %zu error%s\n", diags.n_errors,
                     diags.n_errors == 1 ? "" : "s");
     }
@@ -191,6 +205,10 @@ int main(int argc, char **argv)
 {
     const char *check = NULL, *config = NULL, *listen = NULL, *admin = NULL;
     int json = 0, verbose = 0;
+    if (argc > 1 && !strcmp(argv[1], "scan"))
+        return cmd_scan(argc - 1, argv + 1);
+    if (argc > 1 && !strcmp(argv[1], "connect"))
+        return cmd_connect(argc - 1, argv + 1);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int m;
