@@ -137,6 +137,12 @@ static int is_hex64(const char *s, size_t n)
     return 1;
 }
 
+/* The value of a hex digit is_hex64() accepted. */
+static int hexval(char ch)
+{
+    return ch <= '9' ? ch - '0' : ch - 'a' + 10;
+}
+
 /* ------------------------------------------------------------ JSON walking */
 
 struct vctx {
@@ -279,8 +285,18 @@ struct jkey {
  * with every field).  found[i] receives each key's value.  Returns 0, or -1
  * after reporting.
  */
+static int want_object_opt(struct vctx *v, const cJSON *o, const char *const *keys, size_t n,
+                           unsigned optional, const char *allowed, const cJSON **found);
+
 static int want_object(struct vctx *v, const cJSON *o, const char *const *keys, size_t n,
                        const char *allowed, const cJSON **found)
+{
+    return want_object_opt(v, o, keys, n, 0, allowed, found);
+}
+
+/* want_object() where keys[i] may be absent when bit i of optional is set. */
+static int want_object_opt(struct vctx *v, const cJSON *o, const char *const *keys, size_t n,
+                           unsigned optional, const char *allowed, const cJSON **found)
 {
     for (size_t i = 0; i < n; i++)
         found[i] = NULL;
@@ -308,7 +324,7 @@ static int want_object(struct vctx *v, const cJSON *o, const char *const *keys, 
         }
     }
     for (size_t i = 0; i < n; i++)
-        if (!found[i]) {
+        if (!found[i] && !(optional & (1u << i))) {
             jerr(v, "missing key '%s'", keys[i]);
             bad = 1;
         }
@@ -995,16 +1011,71 @@ static int parse_route(struct vctx *v, const cJSON *x, const struct pconf *c, in
     return v->errors == before ? 0 : -1;
 }
 
-static const char *const routes_top_keys[] = {"allow_private", "bottle", "dns",
-                                              "hosts",         "routes", "version"};
+static const char *const tunnel_keys[] = {"host", "port", "token_sha256"};
+
+/* One "tunnels" entry: the only raw, un-bumped tunnel the proxy opens (pconf.h). */
+static void parse_tunnel(struct vctx *v, const cJSON *x, struct pconf *c)
+{
+    const cJSON *f[3];
+    size_t before = v->errors, old;
+    struct pconf_tunnel t;
+    memset(&t, 0, sizeof(t));
+    want_object(v, x, tunnel_keys, 3, "host, port, token_sha256", f);
+    if (f[0]) {
+        old = jp_key(v, "host");
+        t.host = check_host(v, f[0], 0);
+        jp_pop(v, old);
+    }
+    if (f[1]) {
+        old = jp_key(v, "port");
+        want_int(v, f[1], 1, 65535, &t.port);
+        jp_pop(v, old);
+    }
+    if (f[2]) {
+        old = jp_key(v, "token_sha256");
+        const char *s = want_string(v, f[2]);
+        if (s && !is_hex64(s, strlen(s)))
+            jerr(v, "must be 64 lower-case hex digits (the SHA-256 of the tunnel token)");
+        else if (s)
+            for (size_t i = 0; i < sizeof(t.token_sha256); i++)
+                t.token_sha256[i] = (unsigned char)(hexval(s[2 * i]) << 4 | hexval(s[2 * i + 1]));
+        jp_pop(v, old);
+    }
+    if (v->errors != before)
+        return;
+    for (size_t j = 0; j < c->n_tunnels; j++)
+        if (!strcmp(c->tunnels[j].host, t.host) && c->tunnels[j].port == t.port) {
+            jerr(v, "duplicate tunnel %s:%d; one entry per host and port", t.host, t.port);
+            return;
+        }
+    c->tunnels[c->n_tunnels++] = t;
+}
+
+static const char *const routes_top_keys[] = {"allow_private", "bottle",  "dns",    "hosts",
+                                              "routes",        "version", "tunnels"};
+#define ROUTES_TOP_OPTIONAL (1u << 6) /* "tunnels" */
 static const char *const static_host_keys[] = {"name", "ip"};
 
 static void parse_routes(struct vctx *v, const cJSON *root, struct pconf *c, int secrets_ok)
 {
-    const cJSON *f[6];
-    want_object(v, root, routes_top_keys, 6, "version, bottle, routes, dns, hosts, allow_private",
-                f);
+    const cJSON *f[7];
+    want_object_opt(v, root, routes_top_keys, 7, ROUTES_TOP_OPTIONAL,
+                    "version, bottle, routes, dns, hosts, allow_private, tunnels", f);
     size_t old;
+    if (f[6]) {
+        old = jp_key(v, "tunnels");
+        if (want_array(v, f[6]) == 0) {
+            size_t n = (size_t)cJSON_GetArraySize(f[6]);
+            c->tunnels = arena_alloc(v->a, (n ? n : 1) * sizeof(*c->tunnels));
+            size_t i = 0;
+            for (const cJSON *it = f[6]->child; it; it = it->next, i++) {
+                size_t o2 = jp_idx(v, i);
+                parse_tunnel(v, it, c);
+                jp_pop(v, o2);
+            }
+        }
+        jp_pop(v, old);
+    }
     if (f[5]) {
         int version;
         old = jp_key(v, "version");

@@ -41,6 +41,12 @@
  * and is reported as a warning, the logged opt-out of manifest.md); ca.pem
  * is one CA certificate (basicConstraints CA:TRUE, not expired) and
  * ca-key.pem its unencrypted private key.
+ *
+ * routes.json may also hold "tunnels" (optional; absent means none): each
+ * entry a host (host_normalize() form, no wildcard, not an IP literal), a
+ * port (1-65535) and token_sha256 (64 lower-case hex digits, the SHA-256
+ * of the token), host and port unique.  A tunnel is the one raw, un-bumped
+ * relay the proxy opens: for the git gate's ssh (tunnel.h).
  */
 #ifndef BOTTLED_PCONF_H
 #define BOTTLED_PCONF_H
@@ -105,6 +111,12 @@ struct pconf_secret {
     int any_host; /* the binding is "*": log every use */
 };
 
+struct pconf_tunnel {
+    char *host; /* lower-case A-labels, no wildcard */
+    int port;
+    unsigned char token_sha256[32]; /* SHA-256 of the token (the token itself is never here) */
+};
+
 struct pconf_static_host {
     char *name;
     char *ip; /* literal, v4 or v6 */
@@ -127,6 +139,8 @@ struct pconf {
     size_t n_routes;
     struct pconf_secret *secrets;
     size_t n_secrets;
+    struct pconf_tunnel *tunnels;
+    size_t n_tunnels;
 
     char *dns_server; /* NULL: the container's resolver */
     struct pconf_static_host *hosts;

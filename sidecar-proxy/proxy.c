@@ -114,6 +114,7 @@
 #include "route.h"
 #include "secretscan.h"
 #include "signer.h"
+#include "tunnel.h"
 #include "xalloc.h"
 
 #define MAX_CONNS       1024 /* proxy clients */
@@ -134,7 +135,8 @@
 #define LINGER_MS       2000
 #define DRIVE_PASSES    64 /* per wake-up and connection, for fairness */
 #define ACCEPT_PAUSE_MS 100
-#define GRACE_MS        2000 /* a tunnel whose route a reload removed */
+#define GRACE_MS        2000   /* a tunnel whose route a reload removed */
+#define RAW_IDLE_MS     600000 /* a raw tunnel with no byte either way (ssh sessions idle) */
 #define LINGER_MAX      ((size_t)16 << 20)
 #define RESP_HOLD_MAX   ((size_t)1 << 20) /* response held whole for the inbound scan */
 #define INFLATE_RATIO   100u              /* decoded:encoded cap for compressed bodies */
@@ -191,13 +193,14 @@ enum conn_state {
     CS_REQ_BODY,      /* streaming an unscanned body upstream (route without outbound DLP) */
     CS_RESPONSE_HEAD, /* request sent or being sent; waiting for the response head */
     CS_RESPONSE_BODY, /* relaying the response body */
+    CS_RAW,           /* a raw tunnel (tunnel.h): bytes relayed both ways as they are */
     CS_CLOSING,       /* flushing a final answer, then half-close and drain a little */
     CS_DEAD,          /* closed; freed after the current batch */
 };
 
 static const char *const state_names[] = {
-    "HEAD",   "CONNECT_OK", "TLS_ACCEPT",    "BODY",          "RESOLVE", "DIAL",
-    "UP_TLS", "REQ_BODY",   "RESPONSE_HEAD", "RESPONSE_BODY", "CLOSING", "DEAD",
+    "HEAD",     "CONNECT_OK",    "TLS_ACCEPT",    "BODY", "RESOLVE", "DIAL", "UP_TLS",
+    "REQ_BODY", "RESPONSE_HEAD", "RESPONSE_BODY", "RAW",  "CLOSING", "DEAD",
 };
 
 struct stream {
@@ -223,6 +226,10 @@ struct conn {
     char *tunnel_host;
     char *tunnel_route; /* the route's host pattern when the tunnel opened */
     int route_gone;     /* a reload removed the route: close when idle */
+    int raw;            /* a raw tunnel: dialled before the 200, never bumped (tunnel.h) */
+    unsigned char raw_sha256[32]; /* its entry's token digest, to follow reloads */
+    int raw_up_shut, raw_cl_shut; /* the EOF of the other side was passed on */
+    uint64_t gone_at;             /* raw tunnel whose entry a reload removed: closed then */
     uint16_t tunnel_port;
     uint64_t tunnel_t0, tunnel_in, tunnel_out;
     const char *tunnel_end; /* why the tunnel ended */
@@ -858,7 +865,10 @@ static void audit(struct conn *c, int tunnel, const char *decision)
         cJSON_AddNullToObject(o, "path");
         json_str_or_null(o, "route", c->tunnel_route);
         cJSON_AddStringToObject(o, "decision", decision);
-        cJSON_AddStringToObject(o, "reason", c->tunnel_end ? c->tunnel_end : "tunnel closed");
+        cJSON_AddStringToObject(o, "reason",
+                                c->tunnel_end ? c->tunnel_end
+                                : c->raw      ? "raw tunnel closed"
+                                              : "tunnel closed");
         cJSON_AddArrayToObject(o, "detectors");
         cJSON_AddNumberToObject(o, "status", 200);
         cJSON_AddNumberToObject(o, "bytes_in", (double)c->tunnel_in);
@@ -921,6 +931,8 @@ static void request_end(struct conn *c, const char *decision)
     inbound_reset(c);
     snapshot_unref(c->snap);
     c->snap = NULL;
+    if (c->head.data) /* it held the agent's credentials, or a tunnel token */
+        OPENSSL_cleanse(c->head.data, c->head.len);
     buf_reset(&c->head);
     if (c->body.data)
         OPENSSL_cleanse(c->body.data, c->body.len);
@@ -1188,6 +1200,93 @@ static int is_auth_header(struct slice name)
            (name.len == 19 && !strncasecmp(name.ptr, "proxy-authorization", 19));
 }
 
+/*
+ * A CONNECT that tunnel_check() accepted: resolved and dialled like any
+ * request (address policy included); the 200 goes out only once the
+ * upstream is connected (raw_established()), so a refused address or a
+ * failed dial is an ordinary 403 or 502 the client can report.
+ */
+static void raw_open(struct conn *c, const struct pconf_tunnel *t)
+{
+    if (c->cl.in.len > 0) {
+        reply_error(c, 400, "deny", "bytes sent before the CONNECT was answered");
+        return;
+    }
+    c->raw = 1;
+    memcpy(c->raw_sha256, t->token_sha256, sizeof(c->raw_sha256));
+    c->tls = 0;
+    snprintf(c->reason, sizeof(c->reason), "raw tunnel");
+    request_go_upstream(c);
+}
+
+/* The raw tunnel's upstream is connected: answer 200 and relay (CS_RAW). */
+static void raw_established(struct conn *c)
+{
+    struct proxy *px = c->px;
+    if (!tunnel_kept(px->snap->conf, c->host, c->port, c->raw_sha256)) {
+        reply_error(c, 403, "deny", "raw tunnel refused: its entry was removed by a reload");
+        return;
+    }
+    c->up_busy = 1; /* never an idle keep-alive connection */
+    c->tunnel_host = xstrdup(c->host);
+    c->tunnel_port = c->port;
+    c->tunnel_t0 = wall_ms();
+    c->tunnel_in = c->head.len;
+    buf_puts(&c->cl.out, "HTTP/1.1 200 Connection Established\r\n\r\n");
+    c->tunnel_out = c->cl.out.len;
+    /* One audit line for the whole tunnel, written when it ends. */
+    c->in_request = 0;
+    request_end(c, "allow");
+    set_state(c, CS_RAW);
+}
+
+/*
+ * RAW: client bytes to the upstream and back, each way held back while the
+ * other side's output is above RELAY_HIGH; an EOF is passed on (shutdown
+ * SHUT_WR) once everything before it is out, and the tunnel ends when both
+ * ways are done or either side fails.
+ */
+static int step_raw(struct conn *c)
+{
+    int progress = 0;
+    if (c->cl.err || c->up.err) {
+        if (!c->tunnel_end)
+            c->tunnel_end = c->cl.err ? "raw tunnel: client connection failed"
+                                      : "raw tunnel: upstream connection failed";
+        conn_close(c);
+        return 1;
+    }
+    if (c->cl.in.len && out_pending(&c->up) < RELAY_HIGH) {
+        if (buf_append(&c->up.out, c->cl.in.data, c->cl.in.len) == 0) {
+            c->tunnel_in += c->cl.in.len;
+            buf_reset(&c->cl.in);
+            progress = 1;
+        }
+    }
+    if (c->up.in.len && out_pending(&c->cl) < RELAY_HIGH) {
+        if (buf_append(&c->cl.out, c->up.in.data, c->up.in.len) == 0) {
+            c->tunnel_out += c->up.in.len;
+            buf_reset(&c->up.in);
+            progress = 1;
+        }
+    }
+    if (c->cl.eof && !c->cl.in.len && !out_pending(&c->up) && !c->raw_up_shut) {
+        shutdown(c->up.io.fd, SHUT_WR);
+        c->raw_up_shut = 1;
+        progress = 1;
+    }
+    if (c->up.eof && !c->up.in.len && !out_pending(&c->cl) && !c->raw_cl_shut) {
+        shutdown(c->cl.io.fd, SHUT_WR);
+        c->raw_cl_shut = 1;
+        progress = 1;
+    }
+    if (c->raw_up_shut && c->raw_cl_shut) {
+        conn_close(c);
+        return 1;
+    }
+    return progress;
+}
+
 static void handle_connect(struct conn *c)
 {
     const struct http_request *req = &c->req;
@@ -1209,9 +1308,27 @@ static void handle_connect(struct conn *c)
         goto out;
     }
     c->host = xstrdup(host);
+    const struct pconf_tunnel *tun = NULL;
+    enum tunnel_verdict tv =
+        tunnel_check(c->snap->conf, host, req->port, req->headers, req->n_headers, &tun);
+    if (tv == TUNNEL_OK) {
+        raw_open(c, tun);
+        goto out;
+    }
+    if (tv == TUNNEL_BAD_TOKEN) {
+        log_msg("raw tunnel to %s:%u refused for %s: wrong token", host, req->port, c->client);
+        reply_error(c, 403, "deny", "raw tunnel refused: wrong token");
+        goto out;
+    }
     c->route = route_lookup(c->snap->routes, host, req->port, &why);
     if (!c->route) {
-        reply_error(c, 403, "deny", "%s", why);
+        if (tv == TUNNEL_NO_TOKEN) {
+            log_msg("raw tunnel to %s:%u refused for %s: no token", host, req->port, c->client);
+            reply_error(c, 403, "deny",
+                        "raw tunnel refused: no token (Proxy-Authorization: Bearer)");
+        } else {
+            reply_error(c, 403, "deny", "%s", why);
+        }
         goto out;
     }
     if (c->cl.in.len > 0) {
@@ -1602,6 +1719,10 @@ static void up_connected(struct conn *c)
     c->up_host = xstrdup(c->host);
     c->up_port = c->port;
     c->up_tls = c->tls;
+    if (c->raw) {
+        raw_established(c);
+        return;
+    }
     if (!c->tls) {
         send_request(c);
         return;
@@ -2416,6 +2537,8 @@ static int step(struct conn *c)
             return 1;
         }
         return step_response_body(c);
+    case CS_RAW:
+        return step_raw(c);
     case CS_CLOSING:
         return step_closing(c);
     case CS_DEAD:
@@ -2435,6 +2558,7 @@ static int client_reads(const struct conn *c)
     case CS_REQ_BODY:
     case CS_RESPONSE_HEAD:
     case CS_RESPONSE_BODY:
+    case CS_RAW:
         return 1;
     case CS_CLOSING:
         return c->lingering;
@@ -2451,6 +2575,7 @@ static int upstream_reads(const struct conn *c)
     case CS_RESPONSE_HEAD:
         return 1;
     case CS_RESPONSE_BODY:
+    case CS_RAW:
         return out_pending(&c->cl) < RELAY_HIGH;
     case CS_DIAL:
     case CS_UP_TLS:
@@ -2491,6 +2616,12 @@ static void arm_timer(struct conn *c)
         return; /* LINGER_MS runs from the half-close */
     if (c->route_gone && c->state == CS_HEAD)
         ms = GRACE_MS;
+    if (c->state == CS_RAW) {
+        /* A raw tunnel has no idle point between requests: a removed entry
+         * ends it GRACE_MS after the reload, busy or not. */
+        uint64_t now = loop_now_ms(c->px->loop);
+        ms = !c->route_gone ? RAW_IDLE_MS : c->gone_at > now ? c->gone_at - now : 0;
+    }
     switch (c->state) {
     case CS_CONNECT_OK:
     case CS_TLS_ACCEPT:
@@ -2524,7 +2655,7 @@ static void conn_drive(struct conn *c)
         if (c->up.io.fd >= 0 && c->state != CS_DIAL)
             progress |= stream_flush(&c->up);
         if (c->up.err && c->state != CS_RESPONSE_HEAD && c->state != CS_RESPONSE_BODY &&
-            c->state != CS_UP_TLS && c->state != CS_REQ_BODY) {
+            c->state != CS_UP_TLS && c->state != CS_REQ_BODY && c->state != CS_RAW) {
             stream_close(c->px->loop, &c->up); /* an idle or finished upstream went away */
             free(c->up_host);
             c->up_host = NULL;
@@ -2593,6 +2724,10 @@ static void on_conn_timer(struct loop_timer *t)
     case CS_HEAD:
         if (c->tunnel_host && !c->tunnel_end)
             c->tunnel_end = "idle timeout";
+        break;
+    case CS_RAW:
+        if (!c->tunnel_end)
+            c->tunnel_end = "raw tunnel: idle timeout";
         break;
     default:
         snprintf(c->reason, sizeof(c->reason), "idle timeout");
@@ -2770,8 +2905,20 @@ static void reload(struct proxy *px, const char *trigger)
     snapshot_unref(px->snap);
     px->snap = s;
     px->reload_ok++;
-    /* Tunnels whose route is gone: closed after a short grace once idle. */
+    /* Tunnels whose route is gone: closed after a short grace once idle;
+     * raw tunnels whose entry is gone (or has a new token): after the same
+     * grace, idle or not. */
     for (struct conn *c = px->conns; c; c = c->next) {
+        if (c->raw) {
+            if (!c->tunnel_host || c->route_gone ||
+                tunnel_kept(s->conf, c->tunnel_host, c->tunnel_port, c->raw_sha256))
+                continue;
+            c->route_gone = 1;
+            c->tunnel_end = "raw tunnel entry removed by a reload";
+            c->gone_at = loop_now_ms(px->loop) + GRACE_MS;
+            loop_timer_arm(px->loop, &c->timer, GRACE_MS);
+            continue;
+        }
         if (!c->tunnel_host || c->route_gone ||
             route_lookup(s->routes, c->tunnel_host, c->tunnel_port, NULL))
             continue;

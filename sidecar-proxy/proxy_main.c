@@ -6,6 +6,9 @@
  *     proxy on --listen, admin endpoint on --admin, config from DIR/current;
  *   - `bottle-proxy --check-config DIR` loads a generation exactly as the
  *     running proxy will (pconf_load()) and says whether it would be served.
+ * and helper subcommands named by the first argument (cmds.h): `scan` (the
+ * detectors over a file, for the git gate's hook) and `connect` (ssh's
+ * ProxyCommand through the raw tunnel).
  *
  * Exit status: --check-config 0 valid, 1 invalid (diagnostics on stderr, or
  * in the JSON document with --json); --config 0 after a clean shutdown, 1
@@ -20,6 +23,7 @@
 #include <cjson/cJSON.h>
 
 #include "build_config.h"
+#include "cmds.h"
 #include "diag.h"
 #include "err.h"
 #include "pconf.h"
@@ -32,6 +36,8 @@
 static const char usage_text[] =
     "usage: bottle-proxy --config DIR [--listen ADDR:PORT] [--admin ADDR:PORT] [--verbose]\n"
     "       bottle-proxy --check-config DIR [--json]\n"
+    "       bottle-proxy scan [--max-bytes N] [--label TEXT] [FILE|-]\n"
+    "       bottle-proxy connect [--proxy HOST:PORT] [--token-file FILE] HOST PORT\n"
     "       bottle-proxy --help | --version\n"
     "\n"
     "  --config DIR        run the proxy with the config generation DIR/current names;\n"
@@ -46,6 +52,9 @@ static const char usage_text[] =
     "  --json              print the result as one JSON document on stdout\n"
     "  --help              show this help\n"
     "  --version           print the version\n"
+    "  scan                the sidecar's credential detectors over a file or stdin\n"
+    "                      (exit 1 naming each detector found; 'scan --help')\n"
+    "  connect             ssh ProxyCommand through the raw tunnel ('connect --help')\n"
     "\n"
     "Audit: one JSON line per request or tunnel on stdout.\n"
     "Exit status: 0 valid / clean shutdown, 1 invalid / start-up failed, 2 usage error.\n";
@@ -191,6 +200,10 @@ int main(int argc, char **argv)
 {
     const char *check = NULL, *config = NULL, *listen = NULL, *admin = NULL;
     int json = 0, verbose = 0;
+    if (argc > 1 && !strcmp(argv[1], "scan"))
+        return cmd_scan(argc - 1, argv + 1);
+    if (argc > 1 && !strcmp(argv[1], "connect"))
+        return cmd_connect(argc - 1, argv + 1);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int m;
