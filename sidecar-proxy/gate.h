@@ -51,12 +51,12 @@ struct gate_repo {
 };
 
 struct gate_conf {
-    char *path;   /* the config file */
-    char *dir;    /* directory of the config file: keys/, token, status.json */
-    char *root;   /* GIT_PROJECT_ROOT */
-    char *state;  /* root/.gate */
-    char *self;   /* this executable, for the hook and ProxyCommand */
-    char *proxy;  /* HOST:PORT of the sidecar */
+    char *path;  /* the config file */
+    char *dir;   /* directory of the config file: keys/, token, status.json */
+    char *root;  /* GIT_PROJECT_ROOT */
+    char *state; /* root/.gate */
+    char *self;  /* this executable, for the hook and ProxyCommand */
+    char *proxy; /* HOST:PORT of the sidecar */
     uint64_t max_blob, max_push;
     struct gate_repo *repos;
     size_t n_repos;

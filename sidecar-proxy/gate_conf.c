@@ -38,8 +38,7 @@ int gate_safe_path(const char *s)
 static int valid_name(const char *s)
 {
     size_t n = strlen(s);
-    return n > 0 && n <= 100 && s[0] != '.' && s[0] != '-' && in_set(s, "._-") &&
-           !strstr(s, "..");
+    return n > 0 && n <= 100 && s[0] != '.' && s[0] != '-' && in_set(s, "._-") && !strstr(s, "..");
 }
 
 /* host name or IPv4, or a bracket-less IPv6 literal: letters, digits, . - : _ */
@@ -186,8 +185,8 @@ int gate_conf_load(const char *path, const char *root, struct gate_conf *ret, ch
     const cJSON *repos = cJSON_GetObjectItemCaseSensitive(doc, "repos");
     int n = cJSON_GetArraySize(repos);
     if (!cJSON_IsArray(repos) || n > GATE_MAX_REPOS) {
-        *ret_err = xasprintf("%s: 'repos' must be an array of at most %d repos", path,
-                             GATE_MAX_REPOS);
+        *ret_err =
+            xasprintf("%s: 'repos' must be an array of at most %d repos", path, GATE_MAX_REPOS);
         goto out;
     }
     c.repos = xcalloc((size_t)n + 1, sizeof(*c.repos));
@@ -198,8 +197,8 @@ int gate_conf_load(const char *path, const char *root, struct gate_conf *ret, ch
             *ret_err = xasprintf("%s: %s is not an object", path, where);
             goto out;
         }
-        if ((r = want_keys(o, repo_keys, sizeof(repo_keys) / sizeof(*repo_keys), where,
-                           ret_err)) < 0)
+        if ((r = want_keys(o, repo_keys, sizeof(repo_keys) / sizeof(*repo_keys), where, ret_err)) <
+            0)
             goto out;
         r = BD_E_INVAL;
         const char *name = str_of(o, "name"), *url = str_of(o, "url"), *host = str_of(o, "host"),

@@ -286,25 +286,25 @@ static char *known_host_name(const struct gate_repo *r)
 static int write_ssh_config(const struct gate_conf *c, const struct gate_repo *r, int strict)
 {
     char *path = state_file(c, r, "ssh_config"), *kh = state_file(c, r, "known_hosts");
-    char *text = xasprintf(
-        "# written by bottle-proxy gate for repo %s\n"
-        "Host *\n"
-        "  IdentityFile %s/keys/%s\n"
-        "  IdentitiesOnly yes\n"
-        "  IdentityAgent none\n"
-        "  BatchMode yes\n"
-        "  PasswordAuthentication no\n"
-        "  KbdInteractiveAuthentication no\n"
-        "  StrictHostKeyChecking %s\n"
-        "  UserKnownHostsFile %s\n"
-        "  GlobalKnownHostsFile /dev/null\n"
-        "  CheckHostIP no\n"
-        "  UpdateHostKeys no\n"
-        "  ConnectTimeout 30\n"
-        "  ServerAliveInterval 15\n"
-        "  ServerAliveCountMax 4\n"
-        "  ProxyCommand %s connect --proxy %s --token-file %s/token %%h %%p\n",
-        r->name, c->dir, r->name, strict ? "yes" : "accept-new", kh, c->self, c->proxy, c->dir);
+    char *text = xasprintf("# written by bottle-proxy gate for repo %s\n"
+                           "Host *\n"
+                           "  IdentityFile %s/keys/%s\n"
+                           "  IdentitiesOnly yes\n"
+                           "  IdentityAgent none\n"
+                           "  BatchMode yes\n"
+                           "  PasswordAuthentication no\n"
+                           "  KbdInteractiveAuthentication no\n"
+                           "  StrictHostKeyChecking %s\n"
+                           "  UserKnownHostsFile %s\n"
+                           "  GlobalKnownHostsFile /dev/null\n"
+                           "  CheckHostIP no\n"
+                           "  UpdateHostKeys no\n"
+                           "  ConnectTimeout 30\n"
+                           "  ServerAliveInterval 15\n"
+                           "  ServerAliveCountMax 4\n"
+                           "  ProxyCommand %s connect --proxy %s --token-file %s/token %%h %%p\n",
+                           r->name, c->dir, r->name, strict ? "yes" : "accept-new", kh, c->self,
+                           c->proxy, c->dir);
     int rc = write_file_atomic(path, text, strlen(text), 0600);
     free(text);
     free(path);
@@ -490,10 +490,14 @@ int gate_mirror_init(const struct gate_conf *c, const struct gate_repo *r)
     }
     /* Only upstream decides on deletions and non-fast-forwards. */
     static const char *const cfg[][2] = {
-        {"http.receivepack", "true"},     {"http.uploadpack", "true"},
-        {"receive.denyDeletes", "false"}, {"receive.denyNonFastForwards", "false"},
-        {"receive.fsckObjects", "true"},  {"core.logAllRefUpdates", "false"},
-        {"gc.auto", "0"},                 {"uploadpack.allowFilter", "true"},
+        {"http.receivepack", "true"},
+        {"http.uploadpack", "true"},
+        {"receive.denyDeletes", "false"},
+        {"receive.denyNonFastForwards", "false"},
+        {"receive.fsckObjects", "true"},
+        {"core.logAllRefUpdates", "false"},
+        {"gc.auto", "0"},
+        {"uploadpack.allowFilter", "true"},
     };
     for (size_t i = 0; i < sizeof(cfg) / sizeof(*cfg); i++) {
         const char *set[] = {"config", cfg[i][0], cfg[i][1], NULL};

@@ -159,7 +159,8 @@ static int git(const struct hook *h, const char *const *args, int with_tips, int
     return rc;
 }
 
-static void add_label(struct hook *h, const char *sha, size_t n, const char *path, const char *commit)
+static void add_label(struct hook *h, const char *sha, size_t n, const char *path,
+                      const char *commit)
 {
     for (size_t i = 0; i < h->n_labels; i++)
         if (strlen(h->labels[i].sha) == n && !memcmp(h->labels[i].sha, sha, n))
@@ -191,7 +192,7 @@ static int map_paths(struct hook *h)
     if (git(h, rl, 1, -1, &commits) != 0)
         goto out;
     fd2 = tmp_with(h, "commits", commits.data ? commits.data : "", commits.len);
-    const char *dt[] = {"diff-tree", "--stdin", "-z",        "-r", "-m",
+    const char *dt[] = {"diff-tree", "--stdin", "-z",           "-r", "-m",
                         "--root",    "--raw",   "--no-renames", NULL};
     if (fd2 < 0 || git(h, dt, 0, fd2, &diff) != 0)
         goto out;
@@ -353,8 +354,8 @@ static int scan_objects(struct hook *h)
         goto out;
     }
     fd2 = tmp_with(h, "objects", list.data ? list.data : "", list.len);
-    const char *bc[] = {"cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize) %(rest)",
-                        NULL};
+    const char *bc[] = {"cat-file",
+                        "--batch-check=%(objectname) %(objecttype) %(objectsize) %(rest)", NULL};
     if (fd2 < 0 || git(h, bc, 0, fd2, &check) != 0) {
         say("typing the pushed objects failed");
         goto out;
@@ -391,8 +392,8 @@ static int scan_objects(struct hook *h)
         if (o->size > h->c->max_blob) {
             if (!strcmp(o->type, "blob")) {
                 char *l = blob_label(h, o);
-                refuse(h, "%s: %llu bytes, over the gate's scan limit of %llu bytes per file",
-                       l, (unsigned long long)o->size, (unsigned long long)h->c->max_blob);
+                refuse(h, "%s: %llu bytes, over the gate's scan limit of %llu bytes per file", l,
+                       (unsigned long long)o->size, (unsigned long long)h->c->max_blob);
                 free(l);
             } else
                 refuse(h, "%s %s: %llu bytes, over the gate's scan limit of %llu bytes", o->type,
@@ -402,8 +403,9 @@ static int scan_objects(struct hook *h)
         }
         h->scanned += o->size;
         if (h->scanned > h->c->max_push) {
-            refuse(h, "the push carries more than %llu bytes of new content, over the gate's "
-                      "scan limit per push",
+            refuse(h,
+                   "the push carries more than %llu bytes of new content, over the gate's "
+                   "scan limit per push",
                    (unsigned long long)h->c->max_push);
             rc = 0;
             goto out;
@@ -468,7 +470,8 @@ static int scan_objects(struct hook *h)
                 }
                 q = e + 1;
             }
-            label = t ? xasprintf("tag %.*s (%s)", (int)tn, t, o->sha) : xasprintf("tag %s", o->sha);
+            label =
+                t ? xasprintf("tag %.*s (%s)", (int)tn, t, o->sha) : xasprintf("tag %s", o->sha);
             scan(h, label, m, mn);
         }
         free(label);
@@ -515,8 +518,8 @@ static int push_upstream(struct hook *h)
     argv[n++] = h->r->url;
     for (size_t i = 0; i < h->n_u; i++) {
         const struct update *u = &h->u[i];
-        owned[no] = is_zero(u->new_) ? xasprintf(":%s", u->ref)
-                                     : xasprintf("+%s:%s", u->new_, u->ref);
+        owned[no] =
+            is_zero(u->new_) ? xasprintf(":%s", u->ref) : xasprintf("+%s:%s", u->new_, u->ref);
         argv[n++] = owned[no++];
     }
     argv[n] = NULL;

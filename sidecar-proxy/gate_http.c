@@ -43,12 +43,12 @@
 #include "http.h"
 #include "xalloc.h"
 
-#define GATE_HEAD_S     30
-#define GATE_IDLE_S     600
-#define GATE_REQUEST_S  3600
-#define GATE_MAX_CONNS  16
-#define GATE_CGI_HEAD   (64 << 10)
-#define GATE_IO_CHUNK   (64 << 10)
+#define GATE_HEAD_S    30
+#define GATE_IDLE_S    600
+#define GATE_REQUEST_S 3600
+#define GATE_MAX_CONNS 16
+#define GATE_CGI_HEAD  (64 << 10)
+#define GATE_IO_CHUNK  (64 << 10)
 
 static volatile sig_atomic_t stop_flag;
 
@@ -192,8 +192,8 @@ static pid_t start_cgi(const struct gate_conf *c, const struct http_request *req
     if (pid == 0) {
         char *env[32];
         size_t n = 0;
-        const char *keep[] = {"PATH", "HOME", "GIT_CONFIG_NOSYSTEM", "GIT_CONFIG_GLOBAL", "TMPDIR",
-                              "LANG"};
+        const char *keep[] = {"PATH",   "HOME", "GIT_CONFIG_NOSYSTEM", "GIT_CONFIG_GLOBAL",
+                              "TMPDIR", "LANG"};
         for (size_t i = 0; i < sizeof(keep) / sizeof(*keep); i++) {
             const char *v = getenv(keep[i]);
             if (v)
@@ -494,7 +494,10 @@ static void serve(const struct gate_conf *c, int cfd, const char *peer)
     }
     int st = route_request(c, &req, &rt);
     if (st) {
-        answer(cfd, st, st == 404 ? "Not Found" : st == 405 ? "Method Not Allowed" : "Bad Request",
+        answer(cfd, st,
+               st == 404   ? "Not Found"
+               : st == 405 ? "Method Not Allowed"
+                           : "Bad Request",
                "gate: not served here\n");
         logf_("%s: %.*s %.*s: %d", peer, (int)req.method.len, req.method.ptr, (int)req.target.len,
               req.target.ptr, st);
