@@ -10,7 +10,8 @@
 #                             bare upstream $UPREPO with one commit on main;
 #                             the sidecar gets a raw tunnel to git.test:2222
 #   gate_config [HOST_KEY]    writes $GATECFG (default host key: the sshd's)
-#   gate_start / gate_stop    `bottle-proxy gate` on 127.0.0.1:$GPORT, stderr in $GERR
+#   gate_start / gate_stop    `bottle-proxy gate` on 127.0.0.1:$GPORT (more options in
+#                             $GATE_ARGS), stderr in $GERR
 #   agent_git ARGS...         git as the agent: no global config, identity set
 . "$(dirname "$0")/../proxy/lib.sh"
 
@@ -107,12 +108,15 @@ gate_start() {
     GPORT=${GPORT:-$((PORT + 40))}
     GERR=$TMP/gate.err
     GROOT=$TMP/srv
-    "$PROXY" gate --config "$GATECFG" --root "$GROOT" --listen "127.0.0.1:$GPORT" 2>>"$GERR" &
+    local n0
+    n0=$(grep -c "serving" "$GERR" 2>/dev/null || true)
+    # shellcheck disable=SC2086 # GATE_ARGS: more options, split
+    "$PROXY" gate --config "$GATECFG" --root "$GROOT" --listen "127.0.0.1:$GPORT" ${GATE_ARGS:-} 2>>"$GERR" &
     GATE_PID=$!
     LIVE_PIDS+=("$GATE_PID")
     local i
     for i in $(seq 100); do
-        grep -q "serving" "$GERR" 2>/dev/null && return 0
+        [ "$(grep -c "serving" "$GERR" 2>/dev/null || true)" -gt "${n0:-0}" ] && return 0
         kill -0 "$GATE_PID" 2>/dev/null || break
         sleep 0.1
     done

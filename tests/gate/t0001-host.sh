@@ -8,7 +8,8 @@
 # nothing reaches upstream; an over-cap blob is refused; upstream's
 # non-fast-forward refusal is the agent's, with upstream's message; a wrong
 # key is an auth failure in status.json; an empty host_key is learned,
-# recorded and pinned, and a changed upstream host key is then refused.
+# recorded and pinned, and a changed upstream host key is then refused;
+# requests beyond --max-conns get 503.
 . "$(dirname "$0")/../proxy/live.sh"
 
 live_setup 70
@@ -191,5 +192,17 @@ run agent_git -C "$W2" fetch origin
 expect_rc 128 "after upstream's host key changed, the gate refuses to fetch"
 expect_in "$GERR" "Host key verification failed" "the gate's log says why"
 expect_eq "$(status_json 'len(s["learned_host_keys"])')" 1 "the changed key is not learned"
+gate_stop
+
+# --- bounded concurrency: with --max-conns 1, a connection holding the slot makes the next a 503
+GATE_ARGS="--max-conns 1" gate_start || { finish; exit 1; }
+exec 8<>"/dev/tcp/127.0.0.1/$GPORT"
+sleep 0.3
+expect_eq "$(code "http://127.0.0.1:$GPORT/proj.git/info/refs?service=git-upload-pack")" 503 \
+    "a request beyond --max-conns gets 503"
+exec 8>&-
+sleep 0.3
+expect_eq "$(code "http://127.0.0.1:$GPORT/other.git/info/refs?service=git-upload-pack")" 404 \
+    "once the slot is free, requests are served again"
 
 finish
