@@ -9,7 +9,8 @@
 # non-fast-forward refusal is the agent's, with upstream's message; a wrong
 # key is an auth failure in status.json; an empty host_key is learned,
 # recorded and pinned, and a changed upstream host key is then refused;
-# requests beyond --max-conns get 503.
+# upstream's own hook refusing is the agent's refusal too; a push over the
+# per-push cap is refused; requests beyond --max-conns get 503.
 . "$(dirname "$0")/../proxy/live.sh"
 
 live_setup 70
@@ -127,6 +128,34 @@ run agent_git -C "$W" push origin main
 refused "blob over the cap" "$BEFORE"
 expect_in "$TMP/err" "huge.txt in $C4: 5242880 bytes, over the gate's scan limit of 4194304 bytes per file" \
     "the refusal names the file and the cap"
+
+# --- a push over the per-push cap (the hook reads config.json at every push)
+reset_agent
+GATE_EXTRA='{"max_blob_bytes": 4194304, "max_push_bytes": 150000}' gate_config
+head -c 100000 /dev/zero | tr '\0' 'b' >"$W/part1.txt"
+head -c 100000 /dev/zero | tr '\0' 'c' >"$W/part2.txt"
+agent_git -C "$W" add part1.txt part2.txt
+agent_git -C "$W" commit -q -m "agent: two parts"
+run agent_git -C "$W" push origin main
+refused "push over the cap" "$BEFORE"
+expect_in "$TMP/err" "the push carries more than 150000 bytes of new content" "the refusal names the per-push cap"
+GATE_EXTRA='{"max_blob_bytes": 4194304}' gate_config
+
+# --- upstream's own hook refuses: its message reaches the agent
+reset_agent
+cat >"$UPREPO/hooks/pre-receive" <<'HOOK'
+#!/bin/sh
+while read -r old new ref; do
+    [ "$ref" != refs/heads/protected ] || { echo "upstream policy: protected is read-only" >&2; exit 1; }
+done
+HOOK
+chmod +x "$UPREPO/hooks/pre-receive"
+run agent_git -C "$W" push origin main:protected
+expect_rc 1 "upstream's hook refuses: the agent's push fails"
+expect_in "$TMP/err" "upstream policy: protected is read-only" "with upstream's hook message"
+expect_eq "$(git --git-dir="$GROOT/proj.git" rev-parse --verify -q protected || echo absent)" absent \
+    "the mirror did not take the refused ref"
+rm -f "$UPREPO/hooks/pre-receive"
 
 # --- upstream refuses a non-fast-forward: the agent sees upstream's message
 reset_agent
