@@ -76,14 +76,19 @@ static int parse_port(const char *s)
     return v >= 1 && v <= 65535 ? v : 0;
 }
 
-/* A host for the request line: letters, digits, '.', '-', '_' (1-253). */
+/*
+ * A host for the request line: letters, digits, '.', '-', '_' and UTF-8
+ * (an IDN: the proxy normalises it), at most 1024 bytes.  No IP literal
+ * check here: the proxy refuses those.
+ */
 static int host_ok(const char *s)
 {
     size_t n = strlen(s);
-    if (n == 0 || n > 253)
+    if (n == 0 || n > 1024)
         return 0;
     for (size_t i = 0; i < n; i++)
-        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_", s[i]))
+        if ((unsigned char)s[i] < 0x80 &&
+            !strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_", s[i]))
             return 0;
     return 1;
 }

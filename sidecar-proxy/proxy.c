@@ -48,6 +48,15 @@
  *
  *   any refusal or failure --> CLOSING --flushed, half-closed, drained--> DEAD
  *
+ * The one exception to bumping is a raw tunnel (tunnel.h: a CONNECT to
+ * exactly a routes.json "tunnels" entry with its Bearer token).  It is
+ * resolved and dialled first, answered 200 only once the upstream is
+ * connected, and then relays bytes as they are, passing each side's EOF on
+ * as a half-close:
+ *
+ *   HEAD --CONNECT, tunnel token--> RESOLVE --> DIAL --connected, 200--> RAW
+ *   RAW --both EOFs passed on, an error, idle, entry gone + grace--> DEAD
+ *
  * A body is held whole (up to BODY_MAX) and scanned before the request is
  * even resolved, unless the route has outbound DLP off: then it is
  * streamed, with its original framing, once the upstream is connected.

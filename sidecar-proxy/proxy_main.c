@@ -88,6 +88,8 @@ static void print_json(const struct diag_list *l, const struct pconf *c)
                           c ? cJSON_CreateNumber((double)c->n_routes) : cJSON_CreateNull());
     cJSON_AddItemToObject(doc, "secrets",
                           c ? cJSON_CreateNumber((double)c->n_secrets) : cJSON_CreateNull());
+    cJSON_AddItemToObject(doc, "tunnels",
+                          c ? cJSON_CreateNumber((double)c->n_tunnels) : cJSON_CreateNull());
     cJSON *arr = cJSON_AddArrayToObject(doc, "diagnostics");
     for (size_t i = 0; i < l->n; i++) {
         const struct diag *d = &l->v[i];
@@ -157,11 +159,14 @@ static int check_config(const char *dir, int json)
         print_json(&diags, c);
     } else {
         diag_print_text(&diags, stderr);
-        if (c)
-            printf("ok: generation %s, config hash %s, %zu route%s, %zu secret%s\n", c->generation,
+        if (c) {
+            printf("ok: generation %s, config hash %s, %zu route%s, %zu secret%s", c->generation,
                    c->config_hash, c->n_routes, c->n_routes == 1 ? "" : "s", c->n_secrets,
                    c->n_secrets == 1 ? "" : "s");
-        else
+            if (c->n_tunnels)
+                printf(", %zu raw tunnel%s", c->n_tunnels, c->n_tunnels == 1 ? "" : "s");
+            putchar('\n');
+        } else
             fprintf(stderr, "invalid: %zu error%s\n", diags.n_errors,
                     diags.n_errors == 1 ? "" : "s");
     }

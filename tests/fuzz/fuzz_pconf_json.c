@@ -4,8 +4,9 @@
  *
  * Invariants: a refusal comes with at least one error, an acceptance with
  * none and a snapshot whose routes are complete (host, ports, a bound
- * secret for every token_ref); no diagnostic contains a secret value in any
- * letter case.
+ * secret for every token_ref) and whose tunnels have a host, a port in
+ * range and are unique by host and port; no diagnostic contains a secret
+ * value in any letter case.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!rt->host || !rt->n_ports || (rt->token_ref && !rt->secret) ||
             (rt->secret && strcmp(rt->secret->name, rt->token_ref)))
             abort();
+    }
+    for (size_t i = 0; c && i < c->n_tunnels; i++) {
+        const struct pconf_tunnel *t = &c->tunnels[i];
+        if (!t->host || !*t->host || t->port < 1 || t->port > 65535)
+            abort();
+        for (size_t j = 0; j < i; j++)
+            if (c->tunnels[j].port == t->port && !strcmp(c->tunnels[j].host, t->host))
+                abort();
     }
     pconf_unref(c);
     diag_list_release(&d);
