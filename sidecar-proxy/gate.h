@@ -32,6 +32,7 @@
 #include <sys/types.h>
 
 #include "buf.h"
+#include "http.h"
 
 #define GATE_CONFIG_DEFAULT  "/gate/config.json"
 #define GATE_ROOT_DEFAULT    "/srv/git"
@@ -75,6 +76,36 @@ void gate_conf_release(struct gate_conf *c);
 const struct gate_repo *gate_conf_repo(const struct gate_conf *c, const char *name, size_t len);
 /* 1 if every byte of s is in [A-Za-z0-9/._+-]: safe unquoted in a shell. */
 int gate_safe_path(const char *s);
+
+/* ---- requests (gate_req.c) ---- */
+
+struct gate_route {
+    const struct gate_repo *repo; /* borrowed from the config */
+    const char *service;          /* "git-upload-pack" or "git-receive-pack" (static) */
+    int info_refs;                /* GET info/refs (else a POST of the service) */
+    char *path_info, *query;      /* for the CGI; owned, gate_route_release() */
+};
+
+/*
+ * Maps a parsed request to a configured repo and a smart-protocol service:
+ * GET /<repo>.git/info/refs?service=<service>, POST /<repo>.git/<service>.
+ * Returns 0 (rt filled), or the HTTP status to answer: 400 (not
+ * origin-form), 404 (unknown repo, the dumb protocol, any other path), 405.
+ */
+int gate_route_request(const struct gate_conf *c, const struct http_request *req,
+                       struct gate_route *rt);
+void gate_route_release(struct gate_route *rt);
+
+#define GATE_CGI_HEAD (64 << 10)
+
+/*
+ * The CGI head at the start of b (header lines up to a blank line, LF or
+ * CRLF; "Status: NNN reason" picks the status, default 200; Connection and
+ * Transfer-Encoding dropped) appended to out as an HTTP/1.1 response head
+ * with "Connection: close".  Returns the head's length in b, 0 when it is
+ * incomplete, -1 when malformed (out unchanged then).
+ */
+long gate_cgi_head(const struct buf *b, struct buf *out);
 
 /* ---- child processes (gate_git.c) ---- */
 

@@ -110,64 +110,6 @@ static int wait_fd(int fd, short events, int seconds)
     }
 }
 
-struct route {
-    const struct gate_repo *repo;
-    const char *service; /* "git-upload-pack" / "git-receive-pack" */
-    int info_refs;
-    char *path_info, *query;
-};
-
-/* Maps the request to a repo and service; 0, or the HTTP status to answer. */
-static int route_request(const struct gate_conf *c, const struct http_request *req,
-                         struct route *rt)
-{
-    struct slice t = req->target;
-    if (req->form != HTTP_FORM_ORIGIN)
-        return 400;
-    const char *q = memchr(t.ptr, '?', t.len);
-    size_t plen = q ? (size_t)(q - t.ptr) : t.len;
-    const char *path = t.ptr;
-    if (plen < 2 || path[0] != '/')
-        return 404;
-    const char *dotgit = NULL;
-    for (size_t i = 1; i + 5 <= plen; i++)
-        if (!memcmp(path + i, ".git/", 5)) {
-            dotgit = path + i;
-            break;
-        }
-    if (!dotgit)
-        return 404;
-    rt->repo = gate_conf_repo(c, path + 1, (size_t)(dotgit - path - 1));
-    if (!rt->repo)
-        return 404;
-    const char *rest = dotgit + 5;
-    size_t rlen = plen - (size_t)(rest - path);
-    struct slice qs = {q ? q + 1 : "", q ? t.len - plen - 1 : 0};
-    int get = slice_eq_cstr(req->method, "GET"), post = slice_eq_cstr(req->method, "POST");
-    if (rlen == 9 && !memcmp(rest, "info/refs", 9)) {
-        if (!get)
-            return 405;
-        if (slice_eq_cstr(qs, "service=git-upload-pack"))
-            rt->service = "git-upload-pack";
-        else if (slice_eq_cstr(qs, "service=git-receive-pack"))
-            rt->service = "git-receive-pack";
-        else
-            return 404; /* the dumb protocol is not served */
-        rt->info_refs = 1;
-    } else if (rlen == 15 && !memcmp(rest, "git-upload-pack", 15)) {
-        rt->service = "git-upload-pack";
-    } else if (rlen == 16 && !memcmp(rest, "git-receive-pack", 16)) {
-        rt->service = "git-receive-pack";
-    } else {
-        return 404;
-    }
-    if (!rt->info_refs && !post)
-        return 405;
-    rt->path_info = xstrndup(path, plen);
-    rt->query = xstrndup(qs.ptr, qs.len);
-    return 0;
-}
-
 static char *header_env(const struct http_request *req, const char *header, const char *var)
 {
     const struct http_header *h = http_find_header(req->headers, req->n_headers, header);
@@ -178,7 +120,7 @@ static char *header_env(const struct http_request *req, const char *header, cons
 
 /* Starts `git http-backend` with the CGI environment; its stdin/stdout pipes. */
 static pid_t start_cgi(const struct gate_conf *c, const struct http_request *req,
-                       const struct route *rt, const char *peer, int *ret_in, int *ret_out)
+                       const struct gate_route *rt, const char *peer, int *ret_in, int *ret_out)
 {
     int pin[2], pout[2];
     if (pipe2(pin, O_CLOEXEC) < 0)
@@ -236,68 +178,6 @@ static pid_t start_cgi(const struct gate_conf *c, const struct http_request *req
     *ret_in = pin[1];
     *ret_out = pout[0];
     return pid;
-}
-
-/*
- * The CGI head in b (up to and including the blank line, LF or CRLF) as
- * an HTTP/1.1 response head in out; returns the head's length in b, 0 when
- * incomplete, -1 when malformed.
- */
-static long cgi_head(const struct buf *b, struct buf *out)
-{
-    const char *p = b->data ? b->data : "", *end = p + b->len, *line = p;
-    int status = 200;
-    char reason[64] = "OK";
-    struct buf hdr;
-    buf_init(&hdr, GATE_CGI_HEAD);
-    long used = 0;
-    while (line < end) {
-        const char *eol = memchr(line, '\n', (size_t)(end - line));
-        if (!eol)
-            goto out; /* need more */
-        size_t n = (size_t)(eol - line);
-        if (n && line[n - 1] == '\r')
-            n--;
-        if (n == 0) {
-            used = (long)(eol + 1 - p);
-            break;
-        }
-        const char *colon = memchr(line, ':', n);
-        if (!colon || colon == line) {
-            used = -1;
-            goto out;
-        }
-        size_t nl = (size_t)(colon - line);
-        const char *v = colon + 1;
-        while (v < line + n && (*v == ' ' || *v == '\t'))
-            v++;
-        size_t vl = (size_t)(line + n - v);
-        if (nl == 6 && !strncasecmp(line, "Status", 6)) {
-            char *s = xstrndup(v, vl), *rest;
-            long st = strtol(s, &rest, 10);
-            if (st >= 100 && st <= 599) {
-                status = (int)st;
-                while (*rest == ' ')
-                    rest++;
-                snprintf(reason, sizeof(reason), "%s", *rest ? rest : "Status");
-            }
-            free(s);
-        } else if (!(nl == 10 && !strncasecmp(line, "Connection", 10)) &&
-                   !(nl == 17 && !strncasecmp(line, "Transfer-Encoding", 17))) {
-            buf_appendf(&hdr, "%.*s: %.*s\r\n", (int)nl, line, (int)vl, v);
-        }
-        line = eol + 1;
-    }
-    if (used > 0) {
-        for (char *q = reason; *q; q++)
-            if ((unsigned char)*q < 0x20)
-                *q = ' ';
-        buf_appendf(out, "HTTP/1.1 %d %s\r\n%sConnection: close\r\n\r\n", status, reason,
-                    buf_cstr(&hdr));
-    }
-out:
-    buf_release(&hdr);
-    return used;
 }
 
 struct body_sink {
@@ -426,7 +306,7 @@ static int relay(int cfd, const struct http_request *req, const char *head_extra
                 buf_append(&from_cgi, tmp, (size_t)r);
             }
             if (!head_sent) {
-                long used = cgi_head(&from_cgi, &head_out);
+                long used = gate_cgi_head(&from_cgi, &head_out);
                 if (used < 0 || (used == 0 && (!cgi_out_open || from_cgi.len >= GATE_CGI_HEAD))) {
                     answer(cfd, 502, "Bad Gateway", "gate: git http-backend failed\n");
                     status = 502;
@@ -465,7 +345,7 @@ static void serve(const struct gate_conf *c, int cfd, const char *peer)
     struct buf in;
     buf_init(&in, 32 << 10);
     struct http_request req;
-    struct route rt = {0};
+    struct gate_route rt = {0};
     char *err = NULL;
     int r = 0, cin = -1, cout = -1;
     pid_t cgi = -1;
@@ -492,7 +372,7 @@ static void serve(const struct gate_conf *c, int cfd, const char *peer)
         logf_("%s: refused a malformed request: %s", peer, http_strerror(r));
         goto out;
     }
-    int st = route_request(c, &req, &rt);
+    int st = gate_route_request(c, &req, &rt);
     if (st) {
         answer(cfd, st,
                st == 404   ? "Not Found"
@@ -530,8 +410,7 @@ out:
         close(cout);
     if (cgi > 0)
         waitpid(cgi, NULL, 0);
-    free(rt.path_info);
-    free(rt.query);
+    gate_route_release(&rt);
     free(err);
     buf_release(&in);
 }
