@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -56,6 +57,40 @@ static int valid_url(const char *s)
         return 0;
     const char *path = strchr(s + 6, '/');
     return path && path > s + 6 && path[1] != '\0';
+}
+
+/* 1 if url's authority is [user@]host[:port] with this host (any case) and port (22 if none). */
+static int url_names(const char *url, const char *host, unsigned port)
+{
+    const char *a = url + 6, *end = strchr(a, '/'), *at = memchr(a, '@', (size_t)(end - a));
+    if (at)
+        a = at + 1;
+    const char *hend = end, *colon = NULL;
+    if (*a == '[') {
+        const char *rb = memchr(a, ']', (size_t)(end - a));
+        if (!rb)
+            return 0;
+        colon = rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
+        if (rb + 1 != end && !colon)
+            return 0;
+        hend = rb + 1;
+        a++;
+        hend--;
+    } else {
+        colon = memchr(a, ':', (size_t)(end - a));
+        if (colon)
+            hend = colon;
+    }
+    unsigned p = 22;
+    if (colon) {
+        char *e;
+        unsigned long v = strtoul(colon + 1, &e, 10);
+        if (e != end || colon + 1 == end || v < 1 || v > 65535)
+            return 0;
+        p = (unsigned)v;
+    }
+    return strlen(host) == (size_t)(hend - a) && !strncasecmp(a, host, (size_t)(hend - a)) &&
+           p == port;
 }
 
 /* "TYPE BASE64": TYPE like ssh-ed25519 or ecdsa-sha2-nistp256, no comment. */
@@ -223,6 +258,12 @@ int gate_conf_load(const char *path, const char *root, struct gate_conf *ret, ch
         if (!cJSON_IsNumber(port) || port->valuedouble < 1 || port->valuedouble > 65535 ||
             port->valuedouble != (double)(int)port->valuedouble) {
             *ret_err = xasprintf("%s: %s.port must be 1..65535", path, where);
+            goto out;
+        }
+        if (!url_names(url, host, (unsigned)port->valuedouble)) {
+            /* ssh checks the host key of, and the tunnel is opened to, the URL's host and port */
+            *ret_err = xasprintf("%s: %s.url's host and port are not %s.host and %s.port", path,
+                                 where, where, where);
             goto out;
         }
         if (!key || !valid_host_key(key)) {

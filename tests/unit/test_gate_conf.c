@@ -65,6 +65,14 @@ static void test_valid(void **state)
     assert_string_equal(gate_conf_repo(&c, "other_1.x", 9)->host_key, "");
     gate_conf_release(&c);
 
+    assert_int_equal(
+        load("{\"proxy\":\"p:1\",\"repos\":[" REPO(
+                 "v6", "ssh://git@[fd00::1]:22/p", "fd00::1", "22",
+                 "") "," REPO("up", "ssh://git@Forge.Example/p", "forge.example", "22", "") "]}",
+             &c, &err),
+        0);
+    gate_conf_release(&c);
+
     assert_int_equal(load("{\"proxy\":\"proxy:9099\",\"repos\":[],\"max_blob_bytes\":1000,"
                           "\"max_push_bytes\":5000}",
                           &c, &err),
@@ -111,6 +119,11 @@ static const struct bad bads[] = {
     {"{\"proxy\":\"p:1\",\"repos\":[" REPO("a", "ssh://h/p", "h", "22",
                                            "") "," REPO("a", "ssh://h/q", "h", "22", "") "]}",
      "repo 'a' given twice"},
+    {"{\"proxy\":\"p:1\",\"repos\":[" REPO("a", "ssh://h/p", "g", "22", "") "]}", "url's host"},
+    {"{\"proxy\":\"p:1\",\"repos\":[" REPO("a", "ssh://h:2222/p", "h", "22", "") "]}",
+     "url's host"},
+    {"{\"proxy\":\"p:1\",\"repos\":[" REPO("a", "ssh://h/p", "h", "2222", "") "]}", "url's host"},
+    {"{\"proxy\":\"p:1\",\"repos\":[" REPO("a", "ssh://u@h:x/p", "h", "22", "") "]}", "url's host"},
     {"{\"proxy\":\"p:1\",\"repos\":[],\"max_blob_bytes\":0}", "'max_blob_bytes'"},
     {"{\"proxy\":\"p:1\",\"repos\":[],\"max_push_bytes\":1.5}", "'max_push_bytes'"},
 };
