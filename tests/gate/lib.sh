@@ -15,8 +15,12 @@
 #   agent_git ARGS...         git as the agent: no global config, identity set
 . "$(dirname "$0")/../proxy/lib.sh"
 
+# values the tests put into pushes and check never come out again (used by the tests)
+# shellcheck disable=SC2034
 GATE_TOKEN='gate-tunnel-TOKEN-do-not-print-61d0'
+# shellcheck disable=SC2034
 SECRET_AWS='AKIAZ7QX4MRWJ3NVKD2P'
+# shellcheck disable=SC2034
 SECRET_GH='ghp_R8wq2LmVn5Xc7Tz1Kp9Yb3Hd6Fg4Js0Ae2Uq'
 
 agent_git() {
@@ -77,8 +81,8 @@ CFG
     "$NETNS_SH" exec "$LIVE_NS" /usr/sbin/sshd -D -e -f "$d/sshd_config" 2>>"$d/sshd.log" &
     SSHD_PID=$!
     LIVE_PIDS+=("$SSHD_PID")
-    local i
-    for i in $(seq 50); do
+    local _
+    for _ in $(seq 50); do
         grep -q "Server listening" "$d/sshd.log" 2>/dev/null && [ "$(grep -c "Server listening" "$d/sshd.log")" -ge "${SSHD_STARTS:-1}" ] && break
         sleep 0.1
     done
@@ -114,8 +118,8 @@ gate_start() {
     "$PROXY" gate --config "$GATECFG" --root "$GROOT" --listen "127.0.0.1:$GPORT" ${GATE_ARGS:-} 2>>"$GERR" &
     GATE_PID=$!
     LIVE_PIDS+=("$GATE_PID")
-    local i
-    for i in $(seq 100); do
+    local _
+    for _ in $(seq 100); do
         [ "$(grep -c "serving" "$GERR" 2>/dev/null || true)" -gt "${n0:-0}" ] && return 0
         kill -0 "$GATE_PID" 2>/dev/null || break
         sleep 0.1

@@ -202,7 +202,7 @@ expect_not_in "$GERR" "PRIVATE KEY" "no key material in the gate's log"
 gate_stop
 
 # --- empty host_key: learned on first use, recorded, pinned
-GATE_EXTRA= gate_config ""
+GATE_EXTRA='' gate_config ""
 rm -rf "$GROOT"
 : >"$GERR"
 gate_start || { finish; exit 1; }

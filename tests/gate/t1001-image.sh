@@ -172,7 +172,7 @@ AGENT=$(create agent "$AGENT_IMAGE" "$AGENT_IP" ',"Cmd":["sleep","600"]') || fat
 api POST "/containers/$AGENT/start" >/dev/null || fatal "start the agent"
 
 up=0
-for i in $(seq 50); do
+for _ in $(seq 50); do
     api GET "/containers/$GATE/logs?stderr=1" 2>/dev/null | grep -aq "serving 1 repo" && up=1 && break
     sleep 0.2
 done
