@@ -18,6 +18,7 @@ step setup bash scripts/setup.sh "$@"
 step configure cmake -S . -B build
 step build cmake --build build -j2
 step proxy-image bash scripts/build-proxy-image.sh build
+step gate-image bash scripts/build-gate-image.sh build
 
 [ -x build/reconciler/bottled ] || die "build/reconciler/bottled was not built"
 B=build/reconciler/bottled

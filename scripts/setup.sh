@@ -57,7 +57,8 @@ DOCKER_SOCK=/run/docker.sock
 BASE_TAG=localhost/bottled-base:latest
 DEBIAN_TAG=localhost/bottled-debian:latest
 AGENT_TAG=localhost/bottled-agent:latest
-DEBIAN_INCLUDE=iproute2,iptables,curl,ca-certificates,procps,netcat-openbsd,git
+# (openssh-client: the git gate's image, on this tree, pushes upstream over ssh)
+DEBIAN_INCLUDE=iproute2,iptables,curl,ca-certificates,procps,netcat-openbsd,git,openssh-client
 MARK='# managed by bottled scripts/setup.sh'
 export DEBIAN_FRONTEND=noninteractive
 unset CONTAINER_HOST CONTAINER_CONNECTION # podman CLI: always the local store
@@ -387,8 +388,13 @@ debian_tree() {
     FORCE_IMAGES=1
 }
 
+# debian_tree_current: the cached tree was made from today's package list
+debian_tree_current() {
+    [ "$(cat "$IMG_DIR/debian-rootfs/.bottled-stamp" 2>/dev/null)" = "bookworm minbase $DEBIAN_INCLUDE" ]
+}
+
 build_debian() {
-    if ! need_image "$DEBIAN_TAG" && ! need_image "$AGENT_TAG"; then
+    if ! need_image "$DEBIAN_TAG" && ! need_image "$AGENT_TAG" && debian_tree_current; then
         log "$DEBIAN_TAG and $AGENT_TAG present"
         return 0
     fi

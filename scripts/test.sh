@@ -81,7 +81,7 @@ st_gcc() {
     ctest --test-dir build --output-on-failure -j"$JOBS" -L 'unit|integration|fuzz'
 }
 
-st_proxy_image() { bash scripts/build-proxy-image.sh build; }
+st_proxy_image() { bash scripts/build-proxy-image.sh build && bash scripts/build-gate-image.sh build; }
 
 st_asan() {
     # the fault hook only in this test build (never in the gcc build the

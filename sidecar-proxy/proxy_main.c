@@ -8,7 +8,8 @@
  *     running proxy will (pconf_load()) and says whether it would be served.
  * and helper subcommands named by the first argument (cmds.h): `scan` (the
  * detectors over a file, for the git gate's hook) and `connect` (ssh's
- * ProxyCommand through the raw tunnel).
+ * ProxyCommand through the raw tunnel); and the git gate (gate.h): `gate`
+ * (its smart-HTTP server) and `gate-hook` (its mirrors' pre-receive hook).
  *
  * Exit status: --check-config 0 valid, 1 invalid (diagnostics on stderr, or
  * in the JSON document with --json); --config 0 after a clean shutdown, 1
@@ -26,6 +27,7 @@
 #include "cmds.h"
 #include "diag.h"
 #include "err.h"
+#include "gate.h"
 #include "pconf.h"
 #include "proxy.h"
 #include "xalloc.h"
@@ -38,6 +40,7 @@ static const char usage_text[] =
     "       bottle-proxy --check-config DIR [--json]\n"
     "       bottle-proxy scan [--max-bytes N] [--label TEXT] [FILE|-]\n"
     "       bottle-proxy connect [--proxy HOST:PORT] [--token-file FILE] HOST PORT\n"
+    "       bottle-proxy gate [--config FILE] [--listen ADDR:PORT] [--root DIR]\n"
     "       bottle-proxy --help | --version\n"
     "\n"
     "  --config DIR        run the proxy with the config generation DIR/current names;\n"
@@ -55,6 +58,8 @@ static const char usage_text[] =
     "  scan                the sidecar's credential detectors over a file or stdin\n"
     "                      (exit 1 naming each detector found; 'scan --help')\n"
     "  connect             ssh ProxyCommand through the raw tunnel ('connect --help')\n"
+    "  gate                the git gate's smart-HTTP server ('gate --help'); its\n"
+    "                      mirrors' pre-receive hook runs 'gate-hook'\n"
     "\n"
     "Audit: one JSON line per request or tunnel on stdout.\n"
     "Exit status: 0 valid / clean shutdown, 1 invalid / start-up failed, 2 usage error.\n";
@@ -209,6 +214,10 @@ int main(int argc, char **argv)
         return cmd_scan(argc - 1, argv + 1);
     if (argc > 1 && !strcmp(argv[1], "connect"))
         return cmd_connect(argc - 1, argv + 1);
+    if (argc > 1 && !strcmp(argv[1], "gate"))
+        return cmd_gate(argc - 1, argv + 1);
+    if (argc > 1 && !strcmp(argv[1], "gate-hook"))
+        return cmd_gate_hook(argc - 1, argv + 1);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int m;
