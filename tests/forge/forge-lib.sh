@@ -41,7 +41,6 @@ forge_start() {
     [ -s "$dir/forge.port" ] || return 1
     FORGE_PORT=$(cat "$dir/forge.port")
     FORGE_URL=https://localhost:$FORGE_PORT
-    FORGE_KIND=$kind
 }
 
 forge_api_root() {
