@@ -2,13 +2,14 @@
 # t0600: deploy keys at a forge and the git gate container, against a real
 # engine and a local fake Gitea (tests/forge/fakeforge.py over HTTPS,
 # --forge-ca):
-#   1. a bottle with one forge repo: exactly one key at the forge, titled
+#   1. a bottle with a forge repo and a static-key repo: exactly one key at the forge, titled
 #      bottled:<instance>:<bottle>:<repo>, the key file's public key, write
 #      access; the key file 0600 in a 0700 dir; the gate container (role
 #      gate, int network only, .3) with /gate/config.json, keys/<repo> and
 #      token (0600, uid 10098), the token derived from the instance key and
 #      only its sha256 in the sidecar's routes.json "tunnels"; the agent's
-#      gitconfig rewrites the url to the gate; a second plan is empty;
+#      gitconfig rewrites the url to the gate; the static key is copied into
+#      the gate and never registered; a second plan is empty;
 #   2. no private key or token in state.db, any container's inspect output
 #      (argv, env, labels) or anything bottled printed;
 #   3. the gate's status file: a learned host key goes into the database
@@ -65,13 +66,18 @@ REPO_YAML="git-gate:
   repos:
     app:
       url: ssh://git@gitea.test:2222/team/app.git
-      key: {provider: gitea, forge_token_env: T0600_FORGE_TOKEN, api_url: \"$API_ROOT\"}"
+      key: {provider: gitea, forge_token_env: T0600_FORGE_TOKEN, api_url: \"$API_ROOT\"}
+    lib:
+      url: ssh://git@gitea.test:2222/other/lib.git
+      key: {provider: static, path: static/lib_ed25519}"
 bottle_md "$M" kb "$REPO_YAML"
 SECRETS=$_TMP/secrets
 write_secrets "$SECRETS" "CLAUDE_OAUTH_TOKEN@api.anthropic.com=t0600-claude-$RANDOM" \
     "T0600_FORGE_TOKEN@localhost=$FORGE_TOKEN"
 STATE=$_TMP/state
 INSTANCE=$(new_state "$STATE")
+(umask 077 && mkdir -p "$STATE/keys/static")
+ssh-keygen -q -t ed25519 -N '' -C "static lib key" -f "$STATE/keys/static/lib_ed25519"
 PREFIX=$(new_prefix t0600)
 POOL=$(free_pool) || fatal "list the engine's networks"
 [ -n "$POOL" ] || fatal "a free /24 in 10.213.0.0/16"
@@ -132,7 +138,10 @@ assert_eq "ok" "$(tarq /gate "$P-gate" "'ok' if (m('gate/keys/app').mode & 0o777
     "/gate/keys/app and /gate/token are 0600, owned 10098; /gate is 0700"
 assert_eq "$TOKEN_WANT" "$(tarq /gate "$P-gate" "x('gate/token').strip()")" "the token is hex(HMAC-SHA256(instance key, 'gate-tunnel\\0' + bottle))"
 assert_eq "$(cat "$KEYDIR/id_ed25519")" "$(tarq /gate "$P-gate" "x('gate/keys/app').rstrip()")" "the gate holds the repo's private key"
-assert_eq "{\"proxy\":\"$PROXY_IP:9099\",\"repos\":[{\"host\":\"gitea.test\",\"host_key\":\"\",\"name\":\"app\",\"port\":2222,\"url\":\"ssh://git@gitea.test:2222/team/app.git\"}]}" \
+assert_eq "$(cat "$STATE/keys/static/lib_ed25519")" "$(tarq /gate "$P-gate" "x('gate/keys/lib').rstrip()")" \
+    "a static key is copied into the gate from the keys dir"
+assert_eq 0 "$(keyq "len(K['other/lib'])")" "a static key is never registered at the forge"
+assert_eq "{\"proxy\":\"$PROXY_IP:9099\",\"repos\":[{\"host\":\"gitea.test\",\"host_key\":\"\",\"name\":\"app\",\"port\":2222,\"url\":\"ssh://git@gitea.test:2222/team/app.git\"},{\"host\":\"gitea.test\",\"host_key\":\"\",\"name\":\"lib\",\"port\":2222,\"url\":\"ssh://git@gitea.test:2222/other/lib.git\"}]}" \
     "$(tarq /gate "$P-gate" "x('gate/config.json')")" "/gate/config.json as the contract says"
 # the sidecar's tunnels: the token's sha256 only
 TUN=$(curl -sS --unix-socket "$SOCK" "$API/containers/$P-proxy/archive?path=/cfg" >"$_TMP/cfg.tar" && python3 -c '
@@ -159,13 +168,14 @@ assert_eq 1 "$(n_ours)" "still exactly one key"
 
 # ---- 2. no secret anywhere it must not be ---------------------------------------------
 PRIV_LINE=$(sed -n 2p "$KEYDIR/id_ed25519")
+STATIC_LINE=$(sed -n 2p "$STATE/keys/static/lib_ed25519")
 leaks=""
 for c in proxy gate agent; do
     api GET "/containers/$P-$c/json" >"$_TMP/inspect-$c.json"
 done
 for f in "$STATE/state.db" "$STATE"/state.db-wal "$ALL_OUTPUT" "$_TMP"/inspect-*.json "$STATE/repos-used"; do
     [ -e "$f" ] || continue
-    grep -qaF -e "$PRIV_LINE" -e "$TOKEN_WANT" -e "$FORGE_TOKEN" "$f" && leaks="$leaks $f"
+    grep -qaF -e "$PRIV_LINE" -e "$STATIC_LINE" -e "$TOKEN_WANT" -e "$FORGE_TOKEN" "$f" && leaks="$leaks $f"
 done
 assert_eq "" "$leaks" "no private key, tunnel token or forge token in state.db, inspect output or bottled's output"
 
