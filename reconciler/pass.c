@@ -1,6 +1,7 @@
 /*
  * pass.c - one pass's inputs and its plan (see pass.h).
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -214,6 +215,14 @@ static int check_config(struct pass *ps)
     if (subnet_alloc(pool, NULL, 0, 0, probe) != 0) {
         usage_error(ps->cmd, "--subnet-pool '%s': want an IPv4 CIDR a.b.c.d/n, n <= 28", pool);
         return fail_config(ps);
+    }
+    if (o->forge_ca) {
+        FILE *f = fopen(o->forge_ca, "re");
+        if (!f) {
+            usage_error(ps->cmd, "--forge-ca '%s': %s", o->forge_ca, strerror(errno));
+            return fail_config(ps);
+        }
+        fclose(f);
     }
     char *secrets_path = o->secrets ? xstrdup(o->secrets) : xasprintf("%s/secrets", ps->state_dir);
     diag_list_init(&diags);
