@@ -33,7 +33,7 @@ _t0601_exit() {
 trap _t0601_exit EXIT
 
 mkdir -p "$_TMP/gatectx"
-printf 'FROM localhost/bottled-debian:latest\nENTRYPOINT ["sleep", "infinity"]\n' \
+printf 'FROM localhost/bottled-debian:latest\nUSER 10098:10098\nENTRYPOINT ["sleep", "infinity"]\n' \
     >"$_TMP/gatectx/Dockerfile"
 tar -C "$_TMP/gatectx" -cf "$_TMP/gatectx.tar" Dockerfile
 code=$(curl -sS --max-time 120 -o "$_TMP/build.out" -w '%{http_code}' --unix-socket "$SOCK" \
