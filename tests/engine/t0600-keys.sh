@@ -20,7 +20,9 @@
 #   5. gc deletes an orphan key with our title prefix, leaves others';
 #   6. deleting the bottle with the forge down: containers gone, the key
 #      and the bottle (Deleting) stay; once the forge is back the key is
-#      deleted at the forge, then everything else, and the bottle forgotten.
+#      deleted at the forge, then everything else, and the bottle forgotten;
+#   7. a token whose binding does not cover the API host fails the bottle
+#      before any container starts, naming the secret, never the value.
 # The gate runs a test image (localhost/bottled-debian, uid 10098 like the
 # real one, `sleep infinity`, built through the engine API): the real gate
 # image is another branch's.  Until the sidecar accepts routes.json
@@ -263,3 +265,20 @@ assert_eq "" "$(names_of "$INSTANCE" kb)" "every engine resource of the bottle i
 assert_eq "0|0" "$(sqlite3 "$STATE/state.db" "SELECT (SELECT count(*) FROM deploy_keys), (SELECT count(*) FROM bottles WHERE name='kb')")" \
     "records forgotten last"
 if [ -e "$KEYDIR/id_ed25519" ]; then fail "the key file is removed"; else pass "the key file is removed"; fi
+
+# ---- 7. the token's host binding must cover the forge's API host -----------------------
+WRONG=t0600-wrong-$RANDOM$RANDOM
+write_secrets "$SECRETS" "CLAUDE_OAUTH_TOKEN@api.anthropic.com=t0600-claude-$RANDOM" \
+    "T0600_FORGE_TOKEN@forge.example.com=$WRONG"
+bottle_md "$M" kz "$(printf '%s\n' "$REPO_YAML" | sed '/^    lib:/,$d')"
+bd reconcile --once --json "${GFLAGS[@]}"
+assert_eq 1 "$RC" "a token bound to another host fails the bottle ($(said))"
+case "$(json "$(jb kz)['error']")" in
+*T0600_FORGE_TOKEN*localhost* | *localhost*T0600_FORGE_TOKEN*) pass "the error names the secret and the API host" ;;
+*) fail "the error names the secret and the API host: $(json "$(jb kz)['error']")" ;;
+esac
+assert_eq 0 "$(keyq "len([k for k in K['team/app'] if k['title'] == 'bottled:$INSTANCE:kz:app'])")" \
+    "no key is registered with it"
+assert_eq "" "$(names_of "$INSTANCE" kz | tr ' ' '\n' | grep -e '-proxy$' -e '-agent$' -e '-gate$' || true)" \
+    "no container starts before its keys are registered"
+if grep -qF "$WRONG" "$ALL_OUTPUT"; then fail "the token is not printed"; else pass "the token is not printed"; fi
