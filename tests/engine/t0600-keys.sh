@@ -126,6 +126,10 @@ assert_eq "registered" "$(sqlite3 "$STATE/state.db" "SELECT state FROM deploy_ke
     "the database records the key as registered"
 KEY_ID=$(sqlite3 "$STATE/state.db" "SELECT key_id FROM deploy_keys WHERE bottle='kb' AND repo='app'")
 assert_eq "$KEY_ID" "$(keyq "[k['id'] for k in K['team/app'] if k['title'] == '$TITLE'][0]")" "the recorded key id is the forge's"
+"$BOTTLED_BIN" status --state-dir "$STATE" --json kb >"$OUT" 2>"$ERR" || true
+assert_eq "app gitea team/app $KEY_ID $FP registered" \
+    "$(json "' '.join(str(k[f]) for k in $(jb kb)['deploy_keys'] for f in ('repo', 'forge', 'repository', 'key_id', 'fingerprint', 'state'))")" \
+    "bottled status shows the deploy key"
 
 # the gate container
 GJ=$(api GET "/containers/$P-gate/json")
