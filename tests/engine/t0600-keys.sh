@@ -25,9 +25,8 @@
 #      before any container starts, naming the secret, never the value.
 # The gate runs a test image (localhost/bottled-debian, uid 10098 like the
 # real one, `sleep infinity`, built through the engine API): the real gate
-# image is another branch's.  Until the sidecar accepts routes.json
-# "tunnels" (the proxy side of issue 6), run it with BOTTLED_PROXY_IMAGE
-# set to a sidecar that does.
+# image is another branch's.  The sidecar image must understand routes.json
+# "tunnels" (rebuild it with scripts/build-proxy-image.sh after updating).
 . "$(dirname "$0")/harness.sh"
 . "$(dirname "$0")/reconcile-lib.sh"
 . "$REPO/tests/forge/forge-lib.sh"
