@@ -18,6 +18,7 @@
 #include <curl/curl.h>
 
 #include "err.h"
+#include "fault.h"
 #include "forge.h"
 #include "forge_http.h"
 #include "host.h"
@@ -476,7 +477,11 @@ int forge_add_key(struct forge *f, const char *repo, const char *title, const ch
         forge_set_errmsg(f, "%s: the title and the key must not be empty", f->what);
         return BD_E_INVAL;
     }
-    return end(f, f->ops->add_key(f, repo, title, pubkey_line, ret_id));
+    fault_point("forge add key");
+    int rc = end(f, f->ops->add_key(f, repo, title, pubkey_line, ret_id));
+    if (rc == 0)
+        fault_point("forge key added"); /* a crash before the caller records the id */
+    return rc;
 }
 
 int forge_list_keys(struct forge *f, const char *repo, struct forge_key_list *ret)
@@ -492,5 +497,6 @@ int forge_delete_key(struct forge *f, const char *repo, int64_t id)
         forge_set_errmsg(f, "%s: not a key id", f->what);
         return BD_E_INVAL;
     }
+    fault_point("forge delete key");
     return end(f, f->ops->delete_key(f, repo, id));
 }

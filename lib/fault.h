@@ -2,7 +2,10 @@
  * fault.h - the test-only crash hook (BOTTLED_FAULT_AT=N).
  *
  * Every external side effect of the reconciler passes one fault_point():
- * each mutating engine call (drivers/engine.c's wrappers), each state
+ * each mutating engine call (drivers/engine.c's wrappers), each forge
+ * key add and delete (drivers/forge.c: "forge add key", "forge key added"
+ * after the forge answered but before the caller records it, "forge
+ * delete key"), each state
  * commit and intent (state/), each firewall change (reconciler/firewall.c).
  * In a build configured with -DBOTTLED_FAULT_HOOKS=ON, the N-th point
  * reached (counting from 1, over the whole process) kills the process with

@@ -244,7 +244,19 @@ static char *gitconfig(const struct agent_files_in *in, size_t *ret_len, char **
             buf_putc(&b, '\n');
         }
     }
+    for (size_t i = 0; i < in->n_repos; i++) {
+        /* names are [A-Za-z0-9._-]: nothing to escape in the subsection */
+        buf_appendf(&b, "[url \"http://gate:%d/%s.git\"]\n\tinsteadOf = ", DESIRED_GATE_PORT,
+                    in->repos[i].name);
+        if (git_quote(&b, in->repos[i].url) < 0)
+            goto bad_url;
+        buf_putc(&b, '\n');
+    }
     return buf_detach(&b, ret_len);
+bad_url:
+    buf_release(&b);
+    *ret_err = xstrdup("a git-gate repo url holds a control character git config cannot carry");
+    return NULL;
 bad:
     buf_release(&b);
     *ret_err = xstrdup("git-gate.user holds a control character git config cannot carry");
@@ -498,6 +510,51 @@ out:
     buf_release(&out);
     free(dir);
     free(current);
+    return r;
+}
+
+int gate_files_tar(const struct render_file *files, size_t n_files, unsigned char **ret_tar,
+                   size_t *ret_len)
+{
+    struct buf out;
+    buf_init(&out, BUF_MAX_DEFAULT);
+    int r = BD_E_TOO_BIG;
+    struct entry dirs[] = {
+        {.path = "gate/", .mode = 0700, .uid = GATE_UID, .gid = GATE_GID},
+        {.path = "gate/keys/", .mode = 0700, .uid = GATE_UID, .gid = GATE_GID},
+    };
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++)
+        if (header(&out, &dirs[i], 0) != 0)
+            goto out;
+    for (size_t i = 0; i < n_files; i++) {
+        const char *n = files[i].name;
+        const char *sl = strchr(n, '/');
+        if (!*n || n[0] == '.' || (sl && (strchr(sl + 1, '/') || !sl[1] || sl[1] == '.'))) {
+            r = BD_E_INVAL;
+            goto out;
+        }
+        char *path = xasprintf("gate/%s", n);
+        struct entry e = {.path = path,
+                          .data = files[i].data,
+                          .len = files[i].len,
+                          .mode = files[i].private ? 0600 : 0644,
+                          .uid = GATE_UID,
+                          .gid = GATE_GID};
+        int hr = header(&out, &e, e.len);
+        free(path);
+        if (hr != 0 || (e.len && (buf_append(&out, e.data, e.len) != 0 || pad(&out, e.len) != 0)))
+            goto out;
+    }
+    static const char end[2 * TAR_BLOCK];
+    if (buf_append(&out, end, sizeof(end)) != 0)
+        goto out;
+    *ret_tar = (unsigned char *)buf_detach(&out, ret_len);
+    r = 0;
+out:
+    /* the archive holds private keys and the token: wipe before freeing */
+    if (out.data)
+        OPENSSL_cleanse(out.data, out.len);
+    buf_release(&out);
     return r;
 }
 

@@ -14,6 +14,7 @@
 
 #include "admin.h"
 #include "apply.h"
+#include "deploykeys.h"
 #include "err.h"
 #include "firewall.h"
 #include "hash.h"
@@ -53,7 +54,8 @@ struct apply {
     struct job *jobs;
     size_t n_jobs, next;
     unsigned long mutations;
-    int unavailable; /* a worker could not reach the engine */
+    int unavailable;    /* a worker could not reach the engine */
+    size_t keys_failed; /* gone bottles whose deploy keys could not be deleted */
     int64_t pass_id;
 };
 
@@ -115,6 +117,15 @@ static void confirm(struct apply *ap, int64_t id)
     lock(ap);
     (void)state_intent_done(ap->ps->st, id);
     unlock(ap);
+}
+
+static struct dk_env dk_env_of(struct apply *ap)
+{
+    return (struct dk_env){.st = ap->ps->st,
+                           .mu = &ap->mu,
+                           .store = ap->ps->store,
+                           .forge_ca = ap->ps->o->forge_ca,
+                           .instance = ap->ps->instance};
 }
 
 static void progress(struct apply *ap, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -507,7 +518,95 @@ static int own_workdir(struct worker *w, struct job *j, const struct desired *d)
     return 0;
 }
 
-/* Delivers config (proxy) or files (agent), then starts; the sidecar is
+/*
+ * The gate's /gate/ files, before its first start: config.json, each
+ * repo's private key and the tunnel token (derived from the instance key,
+ * never stored).  The archive is wiped after the copy.
+ */
+static int put_gate_files(struct worker *w, struct job *j, const struct pass_bottle *pbk)
+{
+    struct pass *ps = w->ap->ps;
+    const struct desired *d = pbk->d;
+    const char *name = d->res[ROLE_GATE].name;
+    size_t n = 2 + pbk->n_repos;
+    struct render_file *files = xcalloc(n, sizeof(*files));
+    char **names = xcalloc(pbk->n_repos + 1, sizeof(*names));
+    char token[RENDER_GATE_TOKEN_LEN + 2];
+    render_gate_token(state_hmac_key(ps->st), STATE_HMAC_KEY_LEN, d->bottle, token);
+    token[RENDER_GATE_TOKEN_LEN] = '\n';
+    token[RENDER_GATE_TOKEN_LEN + 1] = '\0';
+    size_t k = 0;
+    files[k++] = (struct render_file){"config.json", d->gate_config, strlen(d->gate_config), 0};
+    files[k++] = (struct render_file){"token", token, strlen(token), 1};
+    int rc = 0;
+    for (size_t i = 0; i < pbk->n_repos; i++) {
+        const struct dk_repo *r = &pbk->repos[i];
+        if (!r->have_key || !r->key.private_text) {
+            job_fail(j, "%s: no key for repo %s", name, r->name);
+            rc = BD_E_INVAL;
+            goto out;
+        }
+        names[i] = xasprintf("keys/%s", r->name);
+        files[k++] =
+            (struct render_file){names[i], r->key.private_text, strlen(r->key.private_text), 1};
+    }
+    unsigned char *tar = NULL;
+    size_t len = 0;
+    rc = gate_files_tar(files, k, &tar, &len);
+    if (rc) {
+        job_fail(j, "%s: cannot build the gate's files: %s", name, bd_strerror(rc));
+        goto out;
+    }
+    int64_t id = intent(w->ap, d->bottle, "put-gate-files", name);
+    rc = engine_archive_put(w->e, name, "/", tar, len);
+    OPENSSL_cleanse(tar, len);
+    free(tar);
+    if (rc) {
+        job_fail(j, "copy /gate into %s: %s", name, errmsg_or(w->e, rc));
+        goto out;
+    }
+    confirm(w->ap, id);
+out:
+    OPENSSL_cleanse(token, sizeof(token));
+    for (size_t i = 0; i < pbk->n_repos; i++)
+        free(names[i]);
+    free(names);
+    free(files);
+    return rc;
+}
+
+/* The keys phase of a desired bottle: its deploy keys at the forges. */
+static int sync_keys(struct worker *w, struct job *j, const struct pass_bottle *pbk)
+{
+    struct dk_env env = dk_env_of(w->ap);
+    char *err = NULL;
+    int rc = dk_sync(&env, j->pb->name, pbk->repos, pbk->n_repos, pbk->auth_at, &err);
+    if (rc) {
+        job_fail(j, "deploy keys: %s", err ? err : bd_strerror(rc));
+        free(err);
+    }
+    return rc;
+}
+
+/* Deletes the bottle's deploy keys at the forges (the bottle is going);
+ * a failure leaves it Deleting, retried. */
+static int revoke_keys(struct worker *w, struct job *j)
+{
+    struct dk_env env = dk_env_of(w->ap);
+    char *err = NULL;
+    size_t n = 0;
+    int rc = dk_revoke_bottle(&env, j->pb->name, &n, &err);
+    if (rc) {
+        job_fail(j, "deploy keys: %s (the bottle stays Deleting and is retried)",
+                 err ? err : bd_strerror(rc));
+        free(err);
+    } else if (n) {
+        progress(w->ap, "%s/keys: %zu deploy key(s) deleted at the forge\n", j->pb->name, n);
+    }
+    return rc;
+}
+
+/* Delivers config (proxy) or files (gate, agent), then starts; the sidecar is
  * then waited for. */
 static int start_container(struct worker *w, struct job *j, const struct pass_bottle *pbk,
                            enum desired_role role)
@@ -527,6 +626,9 @@ static int start_container(struct worker *w, struct job *j, const struct pass_bo
             job_fail(j, "deliver config into %s: %s", name, errmsg_or(w->e, rc));
             return rc;
         }
+    } else if (role == ROLE_GATE) {
+        if ((rc = put_gate_files(w, j, pbk)) != 0)
+            return rc;
     } else if (role == ROLE_AGENT) {
         if ((rc = own_workdir(w, j, d)) != 0)
             return rc;
@@ -603,20 +705,31 @@ static void step_done(struct worker *w, struct job *j, const struct plan_action 
     }
 }
 
-static void delete_actions(struct worker *w, struct job *j)
+/* Removes the bottle's resources of the plan's delete actions; with
+ * revoke (the whole bottle goes), its deploy keys are deleted at the forge
+ * after the containers and before the volumes and networks. */
+static void delete_actions(struct worker *w, struct job *j, int revoke)
 {
     const struct plan_bottle *pb = j->pb;
+    int revoked = !revoke;
     for (size_t i = 0; i < pb->n_actions && !j->failed; i++) {
         const struct plan_action *a = &pb->actions[i];
         if (a->act != PLAN_DELETE)
             continue;
         long t0 = now_ms();
         enum res_kind k = kind_of_name(w->ap->ps, a->resource);
+        if (!revoked && k != K_CONTAINER) {
+            revoked = 1;
+            if (revoke_keys(w, j) != 0)
+                break;
+        }
         int rc = remove_by_kind(w, pb->name, k, a->resource);
         if (rc)
             job_fail(j, "remove %s: %s", a->resource, errmsg_or(w->e, rc));
         step_done(w, j, a, rc, t0);
     }
+    if (!revoked && !j->failed)
+        (void)revoke_keys(w, j);
 }
 
 static void apply_desired(struct worker *w, struct job *j)
@@ -625,16 +738,20 @@ static void apply_desired(struct worker *w, struct job *j)
     const struct pass_bottle *pbk = &ps->pb[j->idx];
     const struct desired *d = pbk->d;
     const struct plan_bottle *pb = j->pb;
-    static const enum desired_role remove_order[] = {ROLE_AGENT, ROLE_PROXY, ROLE_CFG,
-                                                     ROLE_WORK,  ROLE_EGR,   ROLE_INT};
+    static const enum desired_role remove_order[] = {ROLE_AGENT, ROLE_GATE, ROLE_PROXY, ROLE_CFG,
+                                                     ROLE_WORK,  ROLE_EGR,  ROLE_INT};
+    const struct plan_action *keys = NULL;
+    for (size_t i = 0; i < pb->n_actions; i++)
+        if (pb->actions[i].act == PLAN_KEYS)
+            keys = &pb->actions[i];
 
-    delete_actions(w, j);
+    delete_actions(w, j, 0);
     /* everything to recreate goes first, in delete order */
     for (size_t i = 0; i < sizeof(remove_order) / sizeof(*remove_order) && !j->failed; i++) {
         enum desired_role role = remove_order[i];
         enum plan_act act;
         const struct plan_action *a = action_for(pb, desired_role_name(role), &act);
-        if (!a || act != PLAN_RECREATE)
+        if (!a || act != PLAN_RECREATE || !desired_has(d, role))
             continue;
         enum res_kind k = d->res[role].kind == DESIRED_NETWORK  ? K_NETWORK
                           : d->res[role].kind == DESIRED_VOLUME ? K_VOLUME
@@ -643,8 +760,19 @@ static void apply_desired(struct worker *w, struct job *j)
         if (rc)
             job_fail(j, "remove %s (to recreate it): %s", d->res[role].name, errmsg_or(w->e, rc));
     }
-    /* then creates and starts in create order */
+    /* then creates and starts in create order, the deploy keys before the
+     * sidecar (architecture.md, "Order on create") */
     for (size_t r = 0; r < ROLE__COUNT && !j->failed; r++) {
+        if (r == ROLE_PROXY && keys) {
+            long t0 = now_ms();
+            int rc = sync_keys(w, j, pbk);
+            step_done(w, j, keys, rc, t0);
+            keys = NULL;
+            if (rc)
+                break;
+        }
+        if (!desired_has(d, r))
+            continue;
         enum plan_act act;
         const struct plan_action *a = action_for(pb, desired_role_name((enum desired_role)r), &act);
         if (!a)
@@ -679,7 +807,7 @@ static void apply_orphan(struct worker *w, struct job *j)
     lock(ap);
     (void)state_bottle_put(ap->ps->st, &sb);
     unlock(ap);
-    delete_actions(w, j);
+    delete_actions(w, j, 1);
     if (j->failed)
         return;
     lock(ap);
@@ -696,7 +824,7 @@ static void run_job(struct worker *w, struct job *j)
         if (j->idx >= 0 && w->ap->ps->pb[j->idx].d)
             apply_desired(w, j);
         else
-            delete_actions(w, j);
+            delete_actions(w, j, 0);
         break;
     case PLAN_ORPHAN:
         apply_orphan(w, j);
@@ -767,7 +895,8 @@ static void record_bottle(struct apply *ap, struct job *j)
         struct buf all;
         buf_init(&all, 0);
         for (size_t r = 0; r < pbk->d->n; r++)
-            buf_appendf(&all, "%s\n", pbk->d->res[r].spec_hash);
+            if (desired_has(pbk->d, r))
+                buf_appendf(&all, "%s\n", pbk->d->res[r].spec_hash);
         sha256_hex(all.data, all.len, spec_hash);
         buf_release(&all);
         sb.spec_hash = spec_hash;
@@ -863,6 +992,8 @@ static int record_resources(struct apply *ap, struct engine *e, int fresh)
             continue;
         for (size_t r = 0; r < d->n; r++) {
             const struct desired_resource *res = &d->res[r];
+            if (!res->name)
+                continue;
             const char *id = NULL, *hash = NULL;
             const struct engine_kvs *labels = NULL;
             if (res->kind == DESIRED_NETWORK) {
@@ -945,10 +1076,23 @@ static int gone_cb(const struct state_bottle *b, void *arg)
     return 0;
 }
 
+static int gone_key_cb(const struct state_deploy_key *k, void *arg)
+{
+    struct name_list *l = arg;
+    for (size_t i = 0; i < l->n; i++)
+        if (!strcmp(l->v[i], k->bottle))
+            return 0;
+    l->v = xrealloc(l->v, (l->n + 1) * sizeof(*l->v));
+    l->v[l->n++] = xstrdup(k->bottle);
+    return 0;
+}
+
 /* Bottles the database remembers that no manifest declares and of which
  * nothing is left on the engine (not even a refused orphan): a crash after
  * an orphan's last engine delete, before apply_orphan forgot it, leaves
- * them, with their CA.  Forgotten here, CA first; only with a complete
+ * them, with their CA (and maybe deploy keys).  Their deploy keys are
+ * deleted at the forge first (a failure keeps the bottle, Deleting, for
+ * the next pass), then CA and records are forgotten; only with a complete
  * manifest snapshot, like every deletion. */
 static void forget_gone(struct apply *ap)
 {
@@ -957,6 +1101,7 @@ static void forget_gone(struct apply *ap)
         return;
     struct name_list names = {0};
     (void)state_bottles_each(ps->st, gone_cb, &names);
+    (void)state_deploy_keys_each(ps->st, NULL, gone_key_cb, &names);
     for (size_t i = 0; i < names.n; i++) {
         const char *name = names.v[i];
         int seen = pass_find(ps, name) >= 0;
@@ -964,8 +1109,28 @@ static void forget_gone(struct apply *ap)
             seen = !strcmp(ps->keep[k], name);
         for (size_t k = 0; !seen && k < ps->plan->n_bottles; k++)
             seen = !strcmp(ps->plan->bottles[k].name, name);
-        if (!seen && state_bottle_ca_remove(ps->st, name) == 0 &&
-            state_bottle_forget(ps->st, name) == 0)
+        if (seen)
+            continue;
+        if (dk_has_keys(ps->st, name)) {
+            struct dk_env env = dk_env_of(ap);
+            env.mu = NULL; /* the workers are done */
+            char *err = NULL;
+            size_t n = 0;
+            if (dk_revoke_bottle(&env, name, &n, &err) != 0) {
+                struct state_bottle sb = {.name = name,
+                                          .phase = STATE_PHASE_DELETING,
+                                          .reason = "deploy keys not deleted yet; retried",
+                                          .last_error = err};
+                (void)state_bottle_put(ps->st, &sb);
+                (void)state_event_add(ps->st, name, "failed", err);
+                if (!ps->o->quiet && !ps->o->json)
+                    fprintf(ap->out, "%s/keys: FAILED: %s\n", name, err ? err : "?");
+                ap->keys_failed++;
+                free(err);
+                continue;
+            }
+        }
+        if (state_bottle_ca_remove(ps->st, name) == 0 && state_bottle_forget(ps->st, name) == 0)
             (void)state_event_add(ps->st, name, "deleted",
                                   "no manifest declares it and nothing of it is left on the "
                                   "engine: records and CA forgotten");
@@ -1099,6 +1264,44 @@ static int firewall_sync(struct apply *ap, int after, char *err, size_t errlen)
     if (rc == 0 && st.applies)
         event(ap, NULL, "firewall", "host firewall chains re-asserted (%u apply)", st.applies);
     return rc ? -1 : 0;
+}
+
+/* ---- gc: orphan keys at the forges ---------------------------------------- */
+
+/* `bottled gc`: keys with our title prefix that no record owns, at every
+ * repo ever used.  The tokens: the records', else the manifests' names. */
+static void gc_keys(struct apply *ap, struct apply_stats *stats)
+{
+    struct pass *ps = ap->ps;
+    const char **names = NULL;
+    size_t n = 0;
+    for (size_t k = 0; k < ps->n; k++) {
+        const struct bottle *b = ps->pb[k].b;
+        for (size_t i = 0; b && i < b->n_repos; i++) {
+            const char *t = b->repos[i].key.forge_token_env;
+            int dup = !t;
+            for (size_t j = 0; !dup && j < n; j++)
+                dup = !strcmp(names[j], t);
+            if (dup)
+                continue;
+            names = xrealloc(names, (n + 1) * sizeof(*names));
+            names[n++] = t;
+        }
+    }
+    struct dk_env env = dk_env_of(ap);
+    env.mu = NULL;
+    size_t deleted = 0;
+    char *err = NULL;
+    int rc = dk_gc(&env, names, n, &deleted, &err);
+    free(names);
+    stats->actions += deleted;
+    if (!ps->o->quiet && !ps->o->json && deleted)
+        fprintf(ap->out, "gc: %zu orphan deploy key(s) deleted at the forges\n", deleted);
+    if (rc) {
+        fprintf(stderr, "bottled: %s: deploy keys: %s\n", ps->cmd->name, err ? err : "failed");
+        stats->failed++;
+    }
+    free(err);
 }
 
 /* ---- the pass ------------------------------------------------------------ */
@@ -1235,6 +1438,9 @@ int apply_pass(struct pass *ps, enum apply_scope scope, FILE *out, struct apply_
         if (!ps->o->quiet && !ps->o->json && j->pb->status == PLAN_REFUSED)
             fprintf(out, "%s: delete refused (%s)\n", j->pb->name, j->pb->error);
     }
+    stats->failed += ap.keys_failed;
+    if (scope == APPLY_GC_ONLY)
+        gc_keys(&ap, stats);
     stats->mutations = ap.mutations;
     stats->ms = now_ms() - (long)ps->start_ms;
     (void)state_pass_end(ps->st, ap.pass_id, (int)stats->actions, (int)stats->failed,

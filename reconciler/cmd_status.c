@@ -1,6 +1,7 @@
 /*
  * cmd_status.c - `bottled status [NAME...]`: what the state database
- * remembers of each bottle (phase, reason, last error, hashes, resources)
+ * remembers of each bottle (phase, reason, last error, hashes, resources,
+ * deploy keys)
  * and of the last reconcile passes.
  *
  * Read-only: the state dir is opened STATE_RDONLY, so status works while
@@ -55,10 +56,16 @@ struct status_resource {
     const char *spec_hash;
 };
 
+struct status_key {
+    const char *repo, *forge, *repo_path, *key_id, *fingerprint, *state;
+};
+
 struct status_bottle {
     struct state_bottle b; /* strings in the arena */
     struct status_resource *res;
     size_t n_res;
+    struct status_key *keys; /* deploy keys at the forges */
+    size_t n_keys;
     struct state_event ev[EVENTS_SHOWN]; /* oldest first; strings in the arena */
     size_t n_ev;
 };
@@ -119,6 +126,22 @@ static int resource_cb(const struct state_resource *r, void *arg)
         .name = adup(&c->s->a, r->name),
         .engine_id = adup(&c->s->a, r->engine_id),
         .spec_hash = adup(&c->s->a, r->spec_hash),
+    };
+    return 0;
+}
+
+static int key_cb(const struct state_deploy_key *k, void *arg)
+{
+    struct res_ctx *c = arg;
+    struct status_bottle *sb = c->sb;
+    sb->keys = xrealloc(sb->keys, (sb->n_keys + 1) * sizeof(*sb->keys));
+    sb->keys[sb->n_keys++] = (struct status_key){
+        .repo = adup(&c->s->a, k->repo),
+        .forge = adup(&c->s->a, k->forge),
+        .repo_path = adup(&c->s->a, k->repo_path),
+        .key_id = adup(&c->s->a, k->key_id),
+        .fingerprint = adup(&c->s->a, k->fingerprint),
+        .state = state_key_state_name(k->state),
     };
     return 0;
 }
@@ -256,6 +279,9 @@ static int status_read(struct state *st, struct status *s, int argc, char **argv
         rc = state_resources_each(st, s->bottles[i].b.name, resource_cb, &c);
         if (rc)
             return rc;
+        rc = state_deploy_keys_each(st, s->bottles[i].b.name, key_cb, &c);
+        if (rc)
+            return rc;
         rc = state_events_each(st, s->bottles[i].b.name, EVENTS_SHOWN, event_cb, &c);
         if (rc)
             return rc;
@@ -265,8 +291,10 @@ static int status_read(struct state *st, struct status *s, int argc, char **argv
 
 static void status_release(struct status *s)
 {
-    for (size_t i = 0; i < s->n; i++)
+    for (size_t i = 0; i < s->n; i++) {
         free(s->bottles[i].res);
+        free(s->bottles[i].keys);
+    }
     free(s->bottles);
     arena_release(&s->a);
 }
@@ -429,6 +457,26 @@ static void print_bottle(FILE *out, const struct status_bottle *sb, int64_t now,
                         r->engine_id);
             else
                 fprintf(out, "%*s  (no engine id yet)\n", nw - (int)strlen(r->name), "");
+        }
+    }
+    if (sb->n_keys) {
+        fprintf(out, "  deploy keys\n");
+        for (size_t i = 0; i < sb->n_keys; i++) {
+            const struct status_key *k = &sb->keys[i];
+            fputs("    ", out);
+            put_line_safe(out, k->repo);
+            fputs("  ", out);
+            put_line_safe(out, k->forge);
+            fputc(' ', out);
+            put_line_safe(out, k->repo_path && *k->repo_path ? k->repo_path : "?");
+            fprintf(out, "  %s", k->state);
+            if (k->key_id) {
+                fputs(" as ", out);
+                put_line_safe(out, k->key_id);
+            }
+            fputs("  ", out);
+            put_line_safe(out, k->fingerprint);
+            fputc('\n', out);
         }
     }
     if (verbose && sb->n_ev) {
@@ -626,6 +674,18 @@ static char *status_json(const struct status *s)
             add_str(jr, "engine_id", sb->res[k].engine_id);
             add_str(jr, "spec_hash", sb->res[k].spec_hash);
             cJSON_AddItemToArray(rs, jr);
+        }
+        cJSON *ks = cJSON_AddArrayToObject(jb, "deploy_keys");
+        for (size_t k = 0; k < sb->n_keys; k++) {
+            const struct status_key *dk = &sb->keys[k];
+            cJSON *jk = cJSON_CreateObject();
+            cJSON_AddStringToObject(jk, "repo", dk->repo);
+            cJSON_AddStringToObject(jk, "forge", dk->forge);
+            add_str(jk, "repository", dk->repo_path);
+            add_str(jk, "key_id", dk->key_id);
+            add_str(jk, "fingerprint", dk->fingerprint);
+            cJSON_AddStringToObject(jk, "state", dk->state);
+            cJSON_AddItemToArray(ks, jk);
         }
         cJSON *es = cJSON_AddArrayToObject(jb, "events");
         for (size_t k = 0; k < sb->n_ev; k++) {

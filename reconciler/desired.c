@@ -14,6 +14,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "buf.h"
 #include "desired.h"
 #include "err.h"
 #include "json_canon.h"
@@ -28,7 +29,8 @@
 #define HOST_GATE    3
 #define HOST_AGENT   4
 
-static const char *const role_names[ROLE__COUNT] = {"int", "egr", "work", "cfg", "proxy", "agent"};
+static const char *const role_names[ROLE__COUNT] = {"int",   "egr",  "work", "cfg",
+                                                    "proxy", "gate", "agent"};
 
 static const char *const agent_caps[] = {"CHOWN",  "DAC_OVERRIDE", "FOWNER",
                                          "SETUID", "SETGID",       "KILL"};
@@ -308,7 +310,8 @@ static void build_volume(struct ctx *c, enum desired_role role)
 
 /* The spec of a container: everything in its engine spec, and the spec
  * hashes of the networks and volumes it uses. */
-static void container_spec(struct ctx *c, struct desired_resource *res, const char *files_digest)
+static void container_spec(struct ctx *c, struct desired_resource *res, const char *files_dir,
+                           const char *files_digest)
 {
     const struct engine_container_spec *k = &res->container;
     const struct desired *d = c->d;
@@ -367,7 +370,7 @@ static void container_spec(struct ctx *c, struct desired_resource *res, const ch
     }
     if (files_digest) {
         cJSON *f = cJSON_AddObjectToObject(s, "files");
-        cJSON_AddStringToObject(f, "dir", DESIRED_ARCHIVE_DIR);
+        cJSON_AddStringToObject(f, "dir", files_dir);
         cJSON_AddStringToObject(f, "sha256", files_digest);
     } else {
         cJSON_AddNullToObject(s, "files");
@@ -408,7 +411,71 @@ static void build_proxy(struct ctx *c)
         engine_strv_add(&k->dns, host_addr(&d->arena, c->o->egr_subnet, HOST_GATEWAY));
     k->mounts[0] = (struct engine_mount_spec){d->res[ROLE_CFG].name, "/cfg", false};
     k->n_mounts = 1;
-    container_spec(c, res, NULL);
+    container_spec(c, res, NULL, NULL);
+    final_labels(c, res, &k->labels);
+    copy_kvs(&res->labels, &k->labels);
+}
+
+/* /gate/config.json: what the gate needs to know, nothing secret. */
+static const char *gate_config(struct ctx *c)
+{
+    struct desired *d = c->d;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "proxy",
+                            arena_printf(&d->arena, "%s:%d",
+                                         host_addr(&d->arena, c->o->int_subnet, HOST_PROXY),
+                                         DESIRED_PROXY_PORT));
+    cJSON *rs = cJSON_AddArrayToObject(o, "repos");
+    for (size_t i = 0; i < c->o->n_repos; i++) {
+        const struct desired_gate_repo *r = &c->o->repos[i];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "name", r->name);
+        cJSON_AddStringToObject(e, "url", r->url);
+        cJSON_AddStringToObject(e, "host", r->host);
+        cJSON_AddNumberToObject(e, "port", r->port ? r->port : 22);
+        cJSON_AddStringToObject(e, "host_key", r->host_key ? r->host_key : "");
+        cJSON_AddItemToArray(rs, e);
+    }
+    char *text = json_canon_print(o, 0);
+    cJSON_Delete(o);
+    const char *ret = arena_strdup(&d->arena, text);
+    free(text);
+    return ret;
+}
+
+static void build_gate(struct ctx *c)
+{
+    struct desired *d = c->d;
+    struct desired_resource *res = &d->res[ROLE_GATE];
+    struct engine_container_spec *k = &res->container;
+
+    res->role = ROLE_GATE;
+    res->kind = DESIRED_CONTAINER;
+    res->name = desired_name(&d->arena, c->prefix, c->b->name, ROLE_GATE);
+    k->name = res->name;
+    k->image = arena_strdup(&d->arena, c->o->gate_image_id);
+    spec_labels(c, ROLE_GATE, &k->labels);
+    k->endpoints[0].network = d->res[ROLE_INT].name;
+    k->endpoints[0].ipv4 = host_addr(&d->arena, c->o->int_subnet, HOST_GATE);
+    k->n_endpoints = 1;
+    k->cap_drop_all = true;
+    k->no_new_privileges = true;
+    k->pids_limit = 256;
+    k->memory = (int64_t)1 << 30;
+    engine_strv_add(
+        &k->extra_hosts,
+        arena_printf(&d->arena, "proxy:%s", host_addr(&d->arena, c->o->int_subnet, HOST_PROXY)));
+    d->gate_config = gate_config(c);
+    struct buf all;
+    buf_init(&all, 0);
+    buf_puts(&all, d->gate_config);
+    for (size_t i = 0; i < c->o->n_repos; i++)
+        buf_appendf(&all, "\nkey %s %s", c->o->repos[i].name,
+                    c->o->repos[i].fingerprint ? c->o->repos[i].fingerprint : "-");
+    char digest[SHA256_HEX_LEN + 1];
+    sha256_hex(all.data, all.len, digest);
+    buf_release(&all);
+    container_spec(c, res, DESIRED_GATE_DIR, digest);
     final_labels(c, res, &k->labels);
     copy_kvs(&res->labels, &k->labels);
 }
@@ -496,7 +563,7 @@ static void build_agent(struct ctx *c)
     engine_strv_add(&k->extra_hosts, h);
     k->mounts[0] = (struct engine_mount_spec){d->res[ROLE_WORK].name, k->workdir, false};
     k->n_mounts = 1;
-    container_spec(c, res, d->agent_tar_digest);
+    container_spec(c, res, DESIRED_ARCHIVE_DIR, d->agent_tar_digest);
     final_labels(c, res, &k->labels);
     copy_kvs(&res->labels, &k->labels);
 }
@@ -540,9 +607,10 @@ static int check(const struct bottle *b, const struct desired_opts *o, struct di
                "egress.mode proxy)");
     if (b->supervise)
         REFUSE("supervise: true is not supported yet: the bottle is not started");
-    if (b->n_repos)
-        REFUSE("git-gate.repos is not supported yet: the bottle is not started (remove the "
-               "repos to run it without a git gate)");
+    if (b->n_repos && (!o->gate_image_id || !*o->gate_image_id))
+        REFUSE("no image id for the gate image '%s'", o->gate_image ? o->gate_image : "(unset)");
+    if (b->n_repos && o->n_repos != b->n_repos)
+        REFUSE("the gate's repos were not resolved (%zu of %zu)", o->n_repos, b->n_repos);
     if (!is_hex(o->instance, DESIRED_INSTANCE_LEN))
         REFUSE("instance id '%s' is not 12 lower-case hex digits", o->instance);
     if (o->name_prefix && !prefix_valid(o->name_prefix))
@@ -600,6 +668,8 @@ int desired_bottle(const struct bottle *b, const struct desired_opts *o, struct 
         .skills_root = o->skills_root,
         .skills = skills,
         .n_skills = b->n_skills,
+        .repos = o->repos,
+        .n_repos = b->n_repos ? o->n_repos : 0,
     };
     r = agent_files_tar(&in, &d->agent_tar, &d->agent_tar_len, &err);
     free(skills);
@@ -617,6 +687,8 @@ int desired_bottle(const struct bottle *b, const struct desired_opts *o, struct 
     build_volume(&c, ROLE_WORK);
     build_volume(&c, ROLE_CFG);
     build_proxy(&c);
+    if (b->n_repos)
+        build_gate(&c);
     build_agent(&c);
     *ret = d;
     return 0;

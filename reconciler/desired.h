@@ -17,7 +17,12 @@
  *   work   volume     PREFIX-B-work        agent's workspace
  *   cfg    volume     PREFIX-B-cfg         sidecar's config generations
  *   proxy  container  PREFIX-B-proxy       egr .2 first, int .2 second
+ *   gate   container  PREFIX-B-gate        int .3 only; only with git-gate.repos
  *   agent  container  PREFIX-B-agent       int .4 only
+ *
+ * A bottle without repos has no gate: its res[ROLE_GATE] is all zero
+ * (name NULL), and every loop over res[] skips such a slot
+ * (desired_has()).
  *
  * PREFIX is --name-prefix (default "bottle").  Addresses in a /28 N: N+1
  * the gateway, N+2 the sidecar, N+3 the gate (reserved: ExtraHosts names
@@ -72,9 +77,25 @@
  * (pids 1024, memory 4 GiB, cpus unlimited); cpus become NanoCpus
  * (millicores * 10^6).
  *
+ * The gate (architecture.md "Git gate"): image desired_opts.gate_image_id
+ * with the image's own entrypoint (`bottle-proxy gate --config
+ * /gate/config.json`), all capabilities dropped, no-new-privileges, pids
+ * 256, memory 1 GiB, ExtraHosts `proxy`.  Its files are delivered under
+ * /gate/ before its first start (apply.c, gate_files_tar()):
+ * config.json (d->gate_config, below; not secret), keys/<repo> (each
+ * repo's private key, 0600) and token (the tunnel token, 0600), owned by
+ * GATE_UID.  The spec carries SHA-256 over config.json and each repo's
+ * "key NAME FINGERPRINT" line (never a secret), so a new url, host key or
+ * deploy key recreates the gate.
+ *
+ *     config.json = {"proxy": "<int .2>:9099",
+ *                    "repos": [{"name", "url", "host", "port", "host_key"}]}
+ *
+ * (canonical, compact; host_key "" when neither the manifest pins one nor
+ * the gate has learned one.)
+ *
  * Refused, with an error naming the bottle and nothing produced (their
- * issues have not landed): egress.mode transparent, supervise: true, and
- * a non-empty git-gate.repos.
+ * issues have not landed): egress.mode transparent, supervise: true.
  */
 #ifndef BOTTLED_DESIRED_H
 #define BOTTLED_DESIRED_H
@@ -101,6 +122,10 @@
 #define DESIRED_ARCHIVE_DIR    "/etc" /* the archive holds bottle/... */
 #define DESIRED_FILES_DIR      "/etc/bottle"
 #define DESIRED_PREFIX_MAX     63
+#define DESIRED_GATE_PORT      8080
+#define DESIRED_GATE_DIR       "/gate"
+#define GATE_UID               10098
+#define GATE_GID               10098
 
 #define LABEL_MANAGED        "io.bottled.managed"
 #define LABEL_INSTANCE       "io.bottled.instance"
@@ -124,12 +149,23 @@ enum desired_role {
     ROLE_WORK,
     ROLE_CFG,
     ROLE_PROXY,
+    ROLE_GATE,
     ROLE_AGENT,
     ROLE__COUNT,
 };
 
 /* "int", "egr", ... (the io.bottled.role value and the name suffix). */
 const char *desired_role_name(enum desired_role role);
+
+/* One git-gate repo as the gate and the agent see it (no secret). */
+struct desired_gate_repo {
+    const char *name;
+    const char *url; /* ssh://user@host[:port]/path */
+    const char *host;
+    int port;
+    const char *host_key;    /* pinned or learned; NULL: learn on first use */
+    const char *fingerprint; /* of its key; NULL: not generated yet */
+};
 
 struct desired_opts {
     const char *instance;       /* 12 lower-case hex digits */
@@ -148,7 +184,15 @@ struct desired_opts {
      * the host firewall drops what it would send to the internal one.
      * Docker's embedded resolver needs nothing. */
     int gateway_dns;
+    /* With git-gate.repos: the gate image and the repos (in manifest order). */
+    const char *gate_image;    /* the reference, for messages */
+    const char *gate_image_id; /* required when the bottle has repos */
+    const struct desired_gate_repo *repos;
+    size_t n_repos;
 };
+
+/* 1 if the bottle has a resource in that role (the gate is optional). */
+#define desired_has(d, role) ((d)->res[(role)].name != NULL)
 
 struct desired_resource {
     enum desired_role role;
@@ -179,6 +223,8 @@ struct desired {
     unsigned char *agent_tar;
     size_t agent_tar_len;
     char agent_tar_digest[SHA256_HEX_LEN + 1];
+    /* With a gate: its /gate/config.json (canonical JSON, not secret). */
+    const char *gate_config;
 };
 
 /*
@@ -214,6 +260,8 @@ struct agent_files_in {
     const char *skills_root; /* ROOT of ROOT/skills/NAME/; may be NULL when n_skills == 0 */
     const char *const *skills;
     size_t n_skills;
+    const struct desired_gate_repo *repos; /* url.insteadOf rewrites to the gate */
+    size_t n_repos;
 };
 
 /*
@@ -230,7 +278,10 @@ struct agent_files_in {
  * 100+155 byte name.
  *
  * gitconfig is "[user]" with name and email (each only when set, quoted
- * and escaped for git); no url.insteadOf rewrites yet (gates are refused).
+ * and escaped for git), then per repo
+ *     [url "http://gate:8080/NAME.git"]
+ *         insteadOf = URL
+ * so the agent's git talks to the gate for the upstream's url.
  *
  * Returns 0 with *ret_tar malloc'd, or BD_E_INVAL with a malloc'd message
  * in *ret_err (a private key in ca_cert_pem, a control character in the
@@ -250,6 +301,16 @@ int agent_files_tar(const struct agent_files_in *in, unsigned char **ret_tar, si
 struct render_file;
 int cfg_generation_tar(const struct render_file *files, size_t n_files, const char *gen,
                        unsigned uid, unsigned gid, unsigned char **ret_tar, size_t *ret_len);
+
+/*
+ * The gate's files as a ustar archive to extract at "/": gate/ and
+ * gate/keys/ (0700), then each of files[] as gate/<name> (names may hold
+ * one '/', e.g. "keys/app"), 0600 when private else 0644, everything owned
+ * by GATE_UID:GATE_GID.  Holds private keys and the token: the caller
+ * wipes it before freeing.  0 or BD_E_TOO_BIG / BD_E_INVAL (a name).
+ */
+int gate_files_tar(const struct render_file *files, size_t n_files, unsigned char **ret_tar,
+                   size_t *ret_len);
 
 /* A ustar archive holding one directory entry PATH/ (relative, no leading
  * '/') with mode and owner: extracted at "/" over a volume's mount point it

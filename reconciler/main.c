@@ -28,6 +28,8 @@ static const enum opt_id plan_flags[] = {OPT_DIR,
                                          OPT_INSTANCE,
                                          OPT_SUBNET_POOL,
                                          OPT_PROXY_IMAGE,
+                                         OPT_GATE_IMAGE,
+                                         OPT_KEYS_DIR,
                                          OPT_SECRETS,
                                          OPT_SECRET_ENV,
                                          OPT_PROXY_DNS,
@@ -49,6 +51,9 @@ static const enum opt_id reconcile_flags[] = {OPT_ONCE,
                                               OPT_INSTANCE,
                                               OPT_SUBNET_POOL,
                                               OPT_PROXY_IMAGE,
+                                              OPT_GATE_IMAGE,
+                                              OPT_FORGE_CA,
+                                              OPT_KEYS_DIR,
                                               OPT_SECRETS,
                                               OPT_SECRET_ENV,
                                               OPT_PROXY_DNS,
@@ -71,6 +76,9 @@ static const enum opt_id watch_flags[] = {OPT_DIR,
                                           OPT_INSTANCE,
                                           OPT_SUBNET_POOL,
                                           OPT_PROXY_IMAGE,
+                                          OPT_GATE_IMAGE,
+                                          OPT_FORGE_CA,
+                                          OPT_KEYS_DIR,
                                           OPT_SECRETS,
                                           OPT_SECRET_ENV,
                                           OPT_PROXY_DNS,
@@ -89,10 +97,10 @@ static const enum opt_id watch_flags[] = {OPT_DIR,
                                           OPT_QUIET,
                                           OPT_VERBOSE};
 static const enum opt_id gc_flags[] = {
-    OPT_DIR,         OPT_STATE_DIR,   OPT_ENGINE,  OPT_NAME_PREFIX,       OPT_INSTANCE,
-    OPT_SUBNET_POOL, OPT_PROXY_IMAGE, OPT_SECRETS, OPT_SECRET_ENV,        OPT_ALLOW_EMPTY,
-    OPT_MAX_DELETES, OPT_FORCE,       OPT_DRY_RUN, OPT_DETAILED_EXITCODE, OPT_JSON,
-    OPT_QUIET,       OPT_VERBOSE};
+    OPT_DIR,         OPT_STATE_DIR,         OPT_ENGINE,      OPT_NAME_PREFIX, OPT_INSTANCE,
+    OPT_SUBNET_POOL, OPT_PROXY_IMAGE,       OPT_GATE_IMAGE,  OPT_FORGE_CA,    OPT_KEYS_DIR,
+    OPT_SECRETS,     OPT_SECRET_ENV,        OPT_ALLOW_EMPTY, OPT_MAX_DELETES, OPT_FORCE,
+    OPT_DRY_RUN,     OPT_DETAILED_EXITCODE, OPT_JSON,        OPT_QUIET,       OPT_VERBOSE};
 static const enum opt_id status_flags[] = {OPT_STATE_DIR, OPT_JSON, OPT_QUIET, OPT_VERBOSE};
 static const enum opt_id approve_flags[] = {OPT_STATE_DIR, OPT_JSON, OPT_QUIET};
 static const enum opt_id version_flags[] = {OPT_JSON};
@@ -115,8 +123,9 @@ static const struct cmd commands[] = {
     {"plan", cmd_plan, NULL, "Print the actions a reconcile would take, each with its cause.",
      "Compares the manifests (-d) with this instance's resources on the engine (one list\n"
      "call per kind) and prints, per bottle, the ordered actions with their causes: create\n"
-     "(missing), recreate (spec changed, drift), start, deliver (sidecar config), delete\n"
-     "(orphan), and the deletions a guard refuses (incomplete snapshot, --allow-empty,\n"
+     "(missing), recreate (spec changed, drift), start, deliver (sidecar config), keys\n"
+     "(deploy keys to register, check or revoke at a forge), delete (orphan), and the\n"
+     "deletions a guard refuses (incomplete snapshot, --allow-empty,\n"
      "--max-deletes).  Read-only: the state dir is only read (works while watch runs), the\n"
      "engine sees no mutating call.  Without a state dir the instance is new and every\n"
      "bottle is to be created.\n\n"
@@ -162,8 +171,11 @@ static const struct cmd commands[] = {
     {"gc", cmd_gc, NULL, "Remove this instance's resources whose bottle is gone.",
      "Deletes the bottles of this instance (by label) that no manifest in -d declares, with\n"
      "the same guards as reconcile (an incomplete snapshot deletes nothing; --allow-empty;\n"
-     "--max-deletes N bottles unless --force).  Declared bottles are not touched.  Takes the\n"
-     "state dir's lock; --dry-run only prints what would be removed.\n\n"
+     "--max-deletes N bottles unless --force).  Declared bottles are not touched.  A deleted\n"
+     "bottle's deploy keys are deleted at the forge after its containers and before its\n"
+     "volumes and networks.  Then, at every repository this instance ever used, deploy keys\n"
+     "titled bottled:<instance>: that no bottle owns are deleted too.  Takes the state dir's\n"
+     "lock; --dry-run only prints what would be removed.\n\n"
      "Exit status: as reconcile.",
      FLAGS(gc_flags)},
     {"status", cmd_status, "[NAME...]",

@@ -195,7 +195,5 @@ int bottle_name_valid(const char *s, size_t len);
 void bottle_merge(struct arena *a, struct bottle *dst, const struct bottle *src);
 
 const char *key_provider_name(enum key_provider p);
-/* The forge API root of a repo key: api_url, or the provider's default. */
-const char *repo_api_url(struct arena *a, const struct m_repo *r);
 
 #endif

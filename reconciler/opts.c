@@ -58,6 +58,12 @@ static const struct opt_def defs[OPT__COUNT] = {
                          "IPv4 pool the bottles' /28 networks come from (default 10.213.0.0/16)"},
     [OPT_PROXY_IMAGE] = {OPT_PROXY_IMAGE, "proxy-image", 0, "REF", "BOTTLED_PROXY_IMAGE",
                          "sidecar image (default localhost/bottled-proxy:<version>)"},
+    [OPT_GATE_IMAGE] = {OPT_GATE_IMAGE, "gate-image", 0, "REF", "BOTTLED_GATE_IMAGE",
+                        "git gate image (default localhost/bottled-gate:<version>)"},
+    [OPT_FORGE_CA] = {OPT_FORGE_CA, "forge-ca", 0, "FILE", "BOTTLED_FORGE_CA",
+                      "CA bundle for the forges' HTTPS APIs (default: the system store)"},
+    [OPT_KEYS_DIR] = {OPT_KEYS_DIR, "keys-dir", 0, "DIR", "BOTTLED_KEYS_DIR",
+                      "where `provider: static` repo keys are (default <state-dir>/keys)"},
     [OPT_ALLOW_EMPTY] = {OPT_ALLOW_EMPTY, "allow-empty", 0, NULL, NULL,
                          "allow an empty manifest set to delete every bottle"},
     [OPT_MAX_DELETES] = {OPT_MAX_DELETES, "max-deletes", 0, "N", "BOTTLED_MAX_DELETES",
@@ -224,6 +230,12 @@ static int set_opt(const struct cmd *cmd, struct opts *o, enum opt_id id, const 
         return set_str(cmd, &o->subnet_pool, id, arg);
     case OPT_PROXY_IMAGE:
         return set_str(cmd, &o->proxy_image, id, arg);
+    case OPT_GATE_IMAGE:
+        return set_str(cmd, &o->gate_image, id, arg);
+    case OPT_FORGE_CA:
+        return set_str(cmd, &o->forge_ca, id, arg);
+    case OPT_KEYS_DIR:
+        return set_str(cmd, &o->keys_dir, id, arg);
     case OPT_ALLOW_EMPTY:
         o->allow_empty = b;
         break;

@@ -31,6 +31,9 @@ enum opt_id {
     OPT_INSTANCE,
     OPT_SUBNET_POOL,
     OPT_PROXY_IMAGE,
+    OPT_GATE_IMAGE,
+    OPT_FORGE_CA,
+    OPT_KEYS_DIR,
     OPT_ALLOW_EMPTY,
     OPT_MAX_DELETES,
     OPT_FORCE,
@@ -75,6 +78,9 @@ struct opts {
     const char *instance;                /* --instance ID (typed only), 12 lowercase hex */
     const char *subnet_pool;             /* --subnet-pool CIDR; NULL: 10.213.0.0/16 */
     const char *proxy_image;             /* --proxy-image REF; NULL: localhost/bottled-proxy:VER */
+    const char *gate_image;              /* --gate-image REF; NULL: localhost/bottled-gate:VER */
+    const char *forge_ca;                /* --forge-ca FILE; NULL: the system store */
+    const char *keys_dir;                /* --keys-dir DIR; NULL: <state-dir>/keys */
     int allow_empty;                     /* --allow-empty (typed only) */
     long max_deletes;                    /* --max-deletes N; -1: not given (default 10) */
     int force;                           /* --force (typed only) */

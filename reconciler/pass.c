@@ -1,6 +1,7 @@
 /*
  * pass.c - one pass's inputs and its plan (see pass.h).
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -12,6 +13,7 @@
 #include "buf.h"
 #include "canonical.h"
 #include "err.h"
+#include "gatestatus.h"
 #include "hash.h"
 #include "pass.h"
 #include "xalloc.h"
@@ -147,10 +149,12 @@ static int strv_has(const struct engine_strv *v, const char *s)
  */
 static void immutable_check(struct pass *ps, size_t k)
 {
-    static const enum desired_role roles[] = {ROLE_PROXY, ROLE_AGENT};
+    static const enum desired_role roles[] = {ROLE_PROXY, ROLE_GATE, ROLE_AGENT};
     const struct desired *d = ps->pb[k].d;
     for (size_t i = 0; i < sizeof(roles) / sizeof(*roles); i++) {
         const struct desired_resource *res = &d->res[roles[i]];
+        if (!res->name)
+            continue;
         const struct engine_container *c = plan_find_container(&ps->ctrs, res->name);
         if (!c || !c->id || !plan_is_ours(&c->labels, ps->instance))
             continue;
@@ -211,6 +215,14 @@ static int check_config(struct pass *ps)
     if (subnet_alloc(pool, NULL, 0, 0, probe) != 0) {
         usage_error(ps->cmd, "--subnet-pool '%s': want an IPv4 CIDR a.b.c.d/n, n <= 28", pool);
         return fail_config(ps);
+    }
+    if (o->forge_ca) {
+        FILE *f = fopen(o->forge_ca, "re");
+        if (!f) {
+            usage_error(ps->cmd, "--forge-ca '%s': %s", o->forge_ca, strerror(errno));
+            return fail_config(ps);
+        }
+        fclose(f);
     }
     char *secrets_path = o->secrets ? xstrdup(o->secrets) : xasprintf("%s/secrets", ps->state_dir);
     diag_list_init(&diags);
@@ -278,6 +290,127 @@ static void manifest_hash(const struct bottle *b, char out[65])
     free(text);
 }
 
+/* The first file of a ustar archive (engine_archive_get()); NULL if none. */
+static const char *tar_first_file(const struct buf *tar, size_t *ret_len)
+{
+    if (tar->len < 1024 || (tar->data[156] != '0' && tar->data[156] != '\0'))
+        return NULL;
+    char sz[13];
+    memcpy(sz, tar->data + 124, 12);
+    sz[12] = '\0';
+    size_t len = (size_t)strtoul(sz, NULL, 8);
+    if (len > tar->len - 512)
+        return NULL;
+    *ret_len = len;
+    return tar->data + 512;
+}
+
+struct learned {
+    struct arena *a;
+    const char *repo;
+    const char *key;
+};
+
+static int learned_cb(const char *bottle, const char *repo, const char *host_key, void *arg)
+{
+    struct learned *l = arg;
+    (void)bottle;
+    if (!strcmp(repo, l->repo))
+        l->key = arena_strdup(l->a, host_key);
+    return 0;
+}
+
+/*
+ * PASS_APPLY: reads the status file of the bottle's gate (if it has one of
+ * ours): learned host keys go into the database (unless the manifest pins
+ * one), the newest authentication failure into pbk->auth_at.  Best effort:
+ * a gate that wrote nothing yet, or garbage, changes nothing.
+ */
+static void read_gate_status(struct pass *ps, size_t k)
+{
+    struct pass_bottle *pbk = &ps->pb[k];
+    const struct bottle *b = pbk->b;
+    const char *name = desired_name(&ps->a, ps->o->name_prefix, b->name, ROLE_GATE);
+    const struct engine_container *c = plan_find_container(&ps->ctrs, name);
+    if (!c || !c->id || !plan_is_ours(&c->labels, ps->instance))
+        return;
+    struct buf tar;
+    buf_init(&tar, 0);
+    struct engine_path_stat pst = {0};
+    int rc = engine_archive_get(ps->e, c->id, GATE_STATUS_PATH, GATE_STATUS_MAX + 4096, &tar, &pst);
+    engine_path_stat_release(&pst);
+    size_t len = 0;
+    const char *text = rc == 0 ? tar_first_file(&tar, &len) : NULL;
+    struct gate_status gs;
+    if (text && gate_status_parse(text, len, &gs) == 0) {
+        for (size_t i = 0; i < b->n_repos; i++) {
+            const struct m_repo *m = &b->repos[i];
+            int64_t at = gate_status_auth_at(&gs, m->name);
+            if (at > pbk->auth_at)
+                pbk->auth_at = at;
+            struct learned have = {&ps->a, m->name, NULL};
+            (void)state_host_keys_each(ps->st, b->name, learned_cb, &have);
+            for (size_t j = 0; !m->host_key && j < gs.n_keys; j++)
+                if (!strcmp(gs.keys[j].repo, m->name) &&
+                    (!have.key || strcmp(have.key, gs.keys[j].host_key)) &&
+                    state_host_key_put(ps->st, b->name, m->name, gs.keys[j].host_key) == 0) {
+                    char *d = xasprintf("repo %s: the host key the gate learned is pinned: %.80s",
+                                        m->name, gs.keys[j].host_key);
+                    (void)state_event_add(ps->st, b->name, "host-key", d);
+                    free(d);
+                }
+        }
+        gate_status_release(&gs);
+    }
+    buf_release(&tar);
+}
+
+/* The bottle's repos for the gate: keys, forge places, host keys.  0, or
+ * bi->error set. */
+static int resolve_repos(struct pass *ps, size_t k, struct desired_gate_repo **ret)
+{
+    struct pass_bottle *pbk = &ps->pb[k];
+    const struct bottle *b = pbk->b;
+    struct arena *a = &ps->a;
+    *ret = NULL;
+    if (!b->n_repos) {
+        /* records of repos it had: revoked by the keys phase */
+        ps->in[k].keys_cause = dk_cause(a, ps->st, b->name, NULL, 0, 0);
+        return 0;
+    }
+    if (ps->mode == PASS_APPLY && ps->st)
+        read_gate_status(ps, k);
+    pbk->repos = xcalloc(b->n_repos, sizeof(*pbk->repos));
+    struct desired_gate_repo *g = arena_alloc(a, b->n_repos * sizeof(*g));
+    for (size_t i = 0; i < b->n_repos; i++) {
+        char *err = NULL;
+        struct dk_repo *r = &pbk->repos[pbk->n_repos];
+        int rc = dk_repo_resolve(a, ps->st, ps->keys_dir, b->name, &b->repos[i], r, &err);
+        if (rc) {
+            ps->in[k].error = arena_printf(a, "git gate: %s", err ? err : bd_strerror(rc));
+            free(err);
+            return rc;
+        }
+        pbk->n_repos++;
+        if (!r->host_key && ps->st) {
+            struct learned l = {a, r->name, NULL};
+            (void)state_host_keys_each(ps->st, b->name, learned_cb, &l);
+            r->host_key = l.key;
+        }
+        g[i] = (struct desired_gate_repo){
+            .name = r->name,
+            .url = r->url,
+            .host = r->host,
+            .port = r->port,
+            .host_key = r->host_key,
+            .fingerprint = r->have_key ? arena_strdup(a, r->key.fingerprint) : NULL,
+        };
+    }
+    ps->in[k].keys_cause = dk_cause(a, ps->st, b->name, pbk->repos, pbk->n_repos, pbk->auth_at);
+    *ret = g;
+    return 0;
+}
+
 /* The bottle's desired resources, or bi->error.  0, or EXIT_UNAVAIL. */
 static int compute_bottle(struct pass *ps, size_t k)
 {
@@ -324,6 +457,25 @@ static int compute_bottle(struct pass *ps, size_t k)
         ret = EXIT_UNAVAIL;
         goto out;
     }
+
+    const char *gate_id = NULL;
+    if (b->n_repos) {
+        rc = image_lookup(ps->e, images, ps->gate_ref, &gate_id);
+        if (rc == BD_E_NOIMAGE) {
+            bi->error =
+                arena_printf(a, "gate image %s not found in the engine: %s", ps->gate_ref,
+                             o->gate_image ? "pull or build it"
+                                           : "build it with `bash scripts/build-gate-image.sh`");
+            goto out;
+        } else if (rc) {
+            fprintf(stderr, "bottled: %s: engine: %s\n", ps->cmd->name, engine_errmsg(ps->e));
+            ret = EXIT_UNAVAIL;
+            goto out;
+        }
+    }
+    struct desired_gate_repo *grepos = NULL;
+    if (resolve_repos(ps, k, &grepos) != 0)
+        goto out;
 
     if (ps->st) {
         rc = state_bottle_ca(ps->st, b->name, &cert, &ckey);
@@ -381,6 +533,10 @@ static int compute_bottle(struct pass *ps, size_t k)
         .config_hash = r->config_hash,
         .skills_root = ps->set.root,
         .gateway_dns = ps->podman,
+        .gate_image = ps->gate_ref,
+        .gate_image_id = gate_id,
+        .repos = grepos,
+        .n_repos = grepos ? b->n_repos : 0,
     };
     rc = desired_bottle(b, &dopt, &bdiags, &pbk->d);
     if (rc) {
@@ -455,12 +611,15 @@ static int prepare(struct pass *ps, const struct cmd *cmd, const struct opts *o,
     ps->images = xcalloc(1, sizeof(struct image_cache));
     ps->proxy_ref = o->proxy_image ? xstrdup(o->proxy_image)
                                    : xasprintf("localhost/bottled-proxy:%s", BOTTLED_VERSION);
+    ps->gate_ref = o->gate_image ? xstrdup(o->gate_image)
+                                 : xasprintf("localhost/bottled-gate:%s", BOTTLED_VERSION);
     int rc;
 
     /* bottled's own configuration first: any problem here is exit 2. */
     ps->state_dir = opts_state_dir(o);
     if (!ps->state_dir)
         return fail_config(ps);
+    ps->keys_dir = o->keys_dir ? xstrdup(o->keys_dir) : xasprintf("%s/keys", ps->state_dir);
     if ((rc = check_config(ps)) != 0)
         return rc;
     if (st) {
@@ -649,6 +808,9 @@ void pass_release(struct pass *ps)
     for (size_t k = 0; ps->pb && k < ps->n; k++) {
         desired_free(ps->pb[k].d);
         render_output_free(ps->pb[k].r);
+        for (size_t i = 0; i < ps->pb[k].n_repos; i++)
+            dk_repo_release(&ps->pb[k].repos[i]);
+        free(ps->pb[k].repos);
         free(ps->pb[k].ca_cert);
         if (ps->pb[k].ca_key) {
             OPENSSL_cleanse(ps->pb[k].ca_key, strlen(ps->pb[k].ca_key));
@@ -681,6 +843,8 @@ void pass_release(struct pass *ps)
     free(ps->state_dir);
     free(ps->engine_url);
     free(ps->proxy_ref);
+    free(ps->gate_ref);
+    free(ps->keys_dir);
     arena_release(&ps->a);
     diag_list_release(&ps->diags);
     memset(ps, 0, sizeof(*ps));

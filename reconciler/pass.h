@@ -25,6 +25,7 @@
 #include <stddef.h>
 
 #include "arena.h"
+#include "deploykeys.h"
 #include "desired.h"
 #include "diag.h"
 #include "engine.h"
@@ -49,6 +50,11 @@ struct pass_bottle {
     char *ca_cert, *ca_key;  /* PASS_APPLY: the CA r's files borrow (key wiped on release) */
     char manifest_hash[65];  /* sha256 of the manifest file's bytes, "" if unknown */
     int invalid;             /* the manifest has errors: Stalled until it changes */
+    /* git-gate.repos resolved: forge location and key (private text in
+     * PASS_APPLY, for the gate; wiped on release), parallel to b->repos. */
+    struct dk_repo *repos;
+    size_t n_repos;
+    int64_t auth_at; /* the gate's newest upstream authentication failure (0: none) */
 };
 
 struct pass {
@@ -86,6 +92,8 @@ struct pass {
     int json_lines;   /* --json as one line per pass (watch), not pretty-printed */
     int64_t start_ms; /* CLOCK_MONOTONIC ms when prepare began */
     char *proxy_ref;
+    char *gate_ref;
+    char *keys_dir;
     struct plan *plan;
     struct arena a;
     /* internals */

@@ -57,6 +57,8 @@ const char *plan_act_name(enum plan_act a)
         return "deliver";
     case PLAN_DELETE:
         return "delete";
+    case PLAN_KEYS:
+        return "keys";
     }
     return "?";
 }
@@ -320,6 +322,8 @@ static void plan_desired(struct builder *b, const struct plan_in *in,
     /* Conflicts first: a bottle with one is not touched at all. */
     for (size_t r = 0; r < d->n; r++) {
         const struct desired_resource *res = &d->res[r];
+        if (!res->name)
+            continue;
         const void *obj;
         const struct engine_kvs *labels = actual_labels(in, res, &obj);
         if (!obj)
@@ -342,8 +346,8 @@ static void plan_desired(struct builder *b, const struct plan_in *in,
                 continue;
             int desired_name = 0;
             for (size_t r = 0; r < d->n; r++)
-                desired_name |=
-                    !strcmp(d->res[r].name, o->name) && kind_of(d->res[r].kind) == o->kind;
+                desired_name |= d->res[r].name && !strcmp(d->res[r].name, o->name) &&
+                                kind_of(d->res[r].kind) == o->kind;
             if (!desired_name)
                 add_action(
                     b, pb, PLAN_DELETE, o->role, o->name,
@@ -356,9 +360,11 @@ static void plan_desired(struct builder *b, const struct plan_in *in,
     int has[ROLE__COUNT];
     for (size_t r = 0; r < d->n; r++) {
         const struct desired_resource *res = &d->res[r];
+        has[r] = 0;
+        if (!res->name)
+            continue;
         const void *obj;
         const struct engine_kvs *labels = actual_labels(in, res, &obj);
-        has[r] = 0;
         if (!obj) {
             act[r] = PLAN_CREATE;
             cause[r] = r == ROLE_AGENT && bi->no_ca ? "missing; no CA yet" : "missing";
@@ -396,10 +402,10 @@ static void plan_desired(struct builder *b, const struct plan_in *in,
     }
     /* A (re)created network or volume recreates what is attached to it. */
     for (size_t r = 0; r < d->n; r++) {
-        if (d->res[r].kind != DESIRED_CONTAINER || has[r])
+        if (!d->res[r].name || d->res[r].kind != DESIRED_CONTAINER || has[r])
             continue;
         for (size_t u = 0; u < d->n && !has[r]; u++) {
-            if (d->res[u].kind == DESIRED_CONTAINER || !has[u] ||
+            if (!d->res[u].name || d->res[u].kind == DESIRED_CONTAINER || !has[u] ||
                 !uses(&d->res[r].container, d->res[u].name))
                 continue;
             act[r] = PLAN_RECREATE;
@@ -412,7 +418,7 @@ static void plan_desired(struct builder *b, const struct plan_in *in,
     /* Kept containers that are not running get started; a kept sidecar
      * gets its config when the hash it reports differs. */
     for (size_t r = 0; r < d->n; r++) {
-        if (d->res[r].kind != DESIRED_CONTAINER || has[r])
+        if (!d->res[r].name || d->res[r].kind != DESIRED_CONTAINER || has[r])
             continue;
         const struct engine_container *c = plan_find_container(in->containers, d->res[r].name);
         if (c && (!c->state || strcmp(c->state, "running"))) {
@@ -432,6 +438,8 @@ static void plan_desired(struct builder *b, const struct plan_in *in,
                  (!bi->config_hash || strcmp(bi->config_hash, d->config_hash)))
             add_action(b, pb, PLAN_DELIVER, "proxy", d->res[ROLE_PROXY].name, "config changed");
     }
+    if (bi->keys_cause)
+        add_action(b, pb, PLAN_KEYS, "keys", "deploy keys", bi->keys_cause);
     pb->status = pb->n_actions ? PLAN_CHANGES : PLAN_UP_TO_DATE;
     p->n_changes += pb->n_actions;
 }
@@ -575,7 +583,7 @@ char *plan_json(const struct plan *p, const char *instance)
     else
         cJSON_AddNullToObject(o, "instance");
     cJSON *bs = cJSON_AddArrayToObject(o, "bottles");
-    size_t counts[PLAN_DELETE + 1] = {0};
+    size_t counts[PLAN_KEYS + 1] = {0};
     for (size_t i = 0; i < p->n_bottles; i++) {
         const struct plan_bottle *pb = &p->bottles[i];
         cJSON *jb = cJSON_CreateObject();
@@ -620,7 +628,7 @@ char *plan_json(const struct plan *p, const char *instance)
 
 void plan_print_text(const struct plan *p, FILE *out, int verbose)
 {
-    size_t counts[PLAN_DELETE + 1] = {0};
+    size_t counts[PLAN_KEYS + 1] = {0};
     for (size_t i = 0; i < p->n_bottles; i++) {
         const struct plan_bottle *pb = &p->bottles[i];
         for (size_t k = 0; k < pb->n_actions; k++) {

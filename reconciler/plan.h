@@ -17,7 +17,7 @@
  * role) is a conflict: that bottle fails and nothing of it is planned.
  *
  * Per desired bottle, roles in create order (int, egr, work, cfg, proxy,
- * agent):
+ * gate when the bottle has repos, agent):
  *   create     "missing"                                the name is free
  *   recreate   "spec changed" (+ hash scheme change)    spec-hash label differs
  *              "drift: extra network attached (N)"      containers: from the list call
@@ -32,6 +32,8 @@
  *   deliver    "config changed" / "config hash unknown" sidecar present and kept,
  *                                                       its config hash differs or
  *                                                       could not be read
+ *   keys       in->keys_cause                           deploy keys to register, check
+ *                                                       or revoke at the forge
  *   delete     "not desired (ROLE NAME)"                ours, of this bottle, but not
  *                                                       one of its desired names
  *              (listed before the creates, in delete order)
@@ -76,6 +78,9 @@ struct plan_bottle_in {
      * privileged, security options), inspected once per new container id,
      * differ from the spec; NULL when they agree or were not inspected. */
     const char *immutable_drift[ROLE__COUNT];
+    /* Why the bottle's deploy keys need forge work (register, check,
+     * revoke), or NULL: planned as one "keys" action. */
+    const char *keys_cause;
 };
 
 struct plan_in {
@@ -107,6 +112,7 @@ enum plan_act {
     PLAN_START,
     PLAN_DELIVER,
     PLAN_DELETE,
+    PLAN_KEYS, /* deploy keys need forge work (deploykeys.h dk_cause()) */
 };
 
 struct plan_action {

@@ -292,7 +292,74 @@ static char *secrets_doc(const struct secret *const *v, size_t n, int masked, si
 
 /* --- routes.json and the hash ------------------------------------------ */
 
-static cJSON *routes_doc(const struct bottle *b, const struct render_knobs *k)
+static void hex(const unsigned char *p, size_t n, char *out);
+
+void render_gate_token(const unsigned char *hmac_key, size_t key_len, const char *bottle,
+                       char out[RENDER_GATE_TOKEN_LEN + 1])
+{
+    static const char label[] = "gate-tunnel"; /* sizeof includes the NUL: "gate-tunnel\0" */
+    static const unsigned char zero = 0;
+    size_t blen = strlen(bottle);
+    unsigned char *msg = xmalloc(sizeof(label) + blen);
+    memcpy(msg, label, sizeof(label));
+    memcpy(msg + sizeof(label), bottle, blen);
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int mac_len = 0;
+    if (!HMAC(EVP_sha256(), key_len ? hmac_key : &zero, (int)key_len, msg, sizeof(label) + blen,
+              mac, &mac_len) ||
+        mac_len != RENDER_GATE_TOKEN_LEN / 2)
+        abort(); /* OpenSSL cannot compute SHA-256: nothing sensible to do */
+    free(msg);
+    hex(mac, mac_len, out);
+    OPENSSL_cleanse(mac, sizeof(mac));
+}
+
+/* The sidecar's raw tunnels for the gate: one per distinct repo host:port,
+ * sorted, each with sha256 of the gate's token.  Added only when the bottle
+ * has repos, so other bottles' routes.json (and config hash) stay as they
+ * were. */
+static void tunnels_doc(cJSON *o, const struct bottle *b, const unsigned char *key, size_t key_len)
+{
+    if (!b->n_repos)
+        return;
+    char token[RENDER_GATE_TOKEN_LEN + 1], digest[SHA256_HEX_LEN + 1];
+    render_gate_token(key, key_len, b->name, token);
+    sha256_hex(token, strlen(token), digest);
+    OPENSSL_cleanse(token, sizeof(token));
+    char **v = xcalloc(b->n_repos, sizeof(*v));
+    size_t n = 0;
+    for (size_t i = 0; i < b->n_repos; i++) {
+        char *h = NULL;
+        if (!b->repos[i].host ||
+            host_normalize(b->repos[i].host, strlen(b->repos[i].host), 0, &h) != 0)
+            continue;
+        char *e = xasprintf("%s %05d", h, b->repos[i].port ? b->repos[i].port : 22);
+        free(h);
+        int dup = 0;
+        for (size_t j = 0; j < n; j++)
+            dup |= !strcmp(v[j], e);
+        if (dup)
+            free(e);
+        else
+            v[n++] = e;
+    }
+    qsort(v, n, sizeof(*v), cmp_str);
+    cJSON *t = cJSON_AddArrayToObject(o, "tunnels");
+    for (size_t i = 0; i < n; i++) {
+        char *sp = strrchr(v[i], ' ');
+        *sp = '\0';
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "host", v[i]);
+        cJSON_AddNumberToObject(e, "port", (double)strtol(sp + 1, NULL, 10));
+        cJSON_AddStringToObject(e, "token_sha256", digest);
+        cJSON_AddItemToArray(t, e);
+        free(v[i]);
+    }
+    free(v);
+}
+
+static cJSON *routes_doc(const struct bottle *b, const struct render_knobs *k,
+                         const unsigned char *key, size_t key_len)
 {
     cJSON *canon = bottle_canonical(b);
     cJSON *egress = cJSON_GetObjectItemCaseSensitive(canon, "egress");
@@ -317,6 +384,7 @@ static cJSON *routes_doc(const struct bottle *b, const struct render_knobs *k)
     cJSON *ap = cJSON_AddArrayToObject(o, "allow_private");
     for (size_t i = 0; k && i < k->n_allow_private; i++)
         cJSON_AddItemToArray(ap, cJSON_CreateString(k->allow_private[i]));
+    tunnels_doc(o, b, key, key_len);
     return o;
 }
 
@@ -407,7 +475,7 @@ int render_bottle(const struct bottle *b, const struct secret_store *store,
     qsort(used, n_used, sizeof(*used), cmp_secret);
 
     struct render_output *r = xcalloc(1, sizeof(*r));
-    cJSON *doc = routes_doc(b, knobs);
+    cJSON *doc = routes_doc(b, knobs, hmac_key, key_len);
     r->routes_json = json_canon_print(doc, 0);
     r->routes_len = strlen(r->routes_json);
     cJSON_Delete(doc);

@@ -12,7 +12,13 @@
  *
  *     {"version": 1, "bottle": NAME, "routes": <the canonical routes of
  *      `bottled show`, bottle_canonical()>, "dns": IP|null,
- *      "hosts": [{"name","ip"}...], "allow_private": [CIDR...]}
+ *      "hosts": [{"name","ip"}...], "allow_private": [CIDR...],
+ *      "tunnels": [{"host","port","token_sha256"}...]}
+ *
+ * "tunnels" only for a bottle with git-gate.repos: one entry per distinct
+ * repo host (normalised) and port, sorted, each carrying the SHA-256 (hex)
+ * of the gate's token (render_gate_token()), so the sidecar relays the
+ * gate's CONNECT raw to exactly those and nothing else.
  *
  * with the knobs normalised and sorted, so the same flags in another order
  * give the same bytes.  secrets.json holds only the secrets the routes
@@ -119,6 +125,16 @@ struct render_output {
 int render_bottle(const struct bottle *b, const struct secret_store *store,
                   const struct render_knobs *knobs, const unsigned char *hmac_key, size_t key_len,
                   const struct render_ca *ca, struct diag_list *diags, struct render_output **ret);
+
+/*
+ * The gate's tunnel token of a bottle: hex(HMAC-SHA256(hmac_key,
+ * "gate-tunnel\0" || bottle)), 64 lower-case hex digits.  Derived, never
+ * stored: the gate gets it as /gate/token, the sidecar only its SHA-256
+ * (routes.json "tunnels").  Secret: callers wipe it after use.
+ */
+#define RENDER_GATE_TOKEN_LEN 64
+void render_gate_token(const unsigned char *hmac_key, size_t key_len, const char *bottle,
+                       char out[RENDER_GATE_TOKEN_LEN + 1]);
 
 /* Wipes the secret-bearing buffers and frees.  NULL is a no-op. */
 void render_output_free(struct render_output *r);

@@ -447,12 +447,16 @@ int state_deploy_key_put(struct state *st, const struct state_deploy_key *k)
         return BD_E_INVAL;
     return wexec(st, NULL,
                  "INSERT INTO deploy_keys (bottle, forge, repo, key_id, fingerprint, state,"
-                 " updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+                 " updated_at, api_root, repo_path, token_env, checked_at)"
+                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
                  " ON CONFLICT (bottle, forge, repo) DO UPDATE SET key_id = excluded.key_id,"
                  " fingerprint = excluded.fingerprint, state = excluded.state,"
-                 " updated_at = excluded.updated_at",
-                 "ssssssI", k->bottle, k->forge, k->repo, k->key_id, k->fingerprint,
-                 state_key_state_name(k->state), state_now());
+                 " updated_at = excluded.updated_at, api_root = excluded.api_root,"
+                 " repo_path = excluded.repo_path, token_env = excluded.token_env,"
+                 " checked_at = excluded.checked_at",
+                 "ssssssIsssI", k->bottle, k->forge, k->repo, k->key_id, k->fingerprint,
+                 state_key_state_name(k->state), state_now(), k->api_root ? k->api_root : "",
+                 k->repo_path ? k->repo_path : "", k->token_env, k->checked_at);
 }
 
 int state_deploy_key_forget(struct state *st, const char *bottle, const char *forge,
@@ -479,6 +483,10 @@ static int key_row(sqlite3_stmt *stmt, void *ctx)
         .fingerprint = col_text(stmt, 4),
         .state = STATE_KEY_INTENT,
         .updated_at = sqlite3_column_int64(stmt, 6),
+        .api_root = col_text(stmt, 7),
+        .repo_path = col_text(stmt, 8),
+        .token_env = col_text(stmt, 9),
+        .checked_at = sqlite3_column_int64(stmt, 10),
     };
     for (size_t i = 0; state != NULL && i < sizeof(key_state_names) / sizeof(key_state_names[0]);
          i++)
@@ -493,12 +501,59 @@ int state_deploy_keys_each(struct state *st, const char *bottle,
     struct key_ctx c = {cb, arg};
     sqlite3_stmt *stmt = NULL;
     int rc = prep(st, &stmt,
-                  "SELECT bottle, forge, repo, key_id, fingerprint, state, updated_at"
-                  " FROM deploy_keys WHERE ?1 IS NULL OR bottle = ?1"
+                  "SELECT bottle, forge, repo, key_id, fingerprint, state, updated_at,"
+                  " api_root, repo_path, token_env, checked_at FROM deploy_keys WHERE ?1 IS NULL "
+                  "OR bottle = ?1"
                   " ORDER BY bottle, forge, repo",
                   "s", bottle);
 
     return rc < 0 ? rc : each_row(stmt, key_row, &c);
+}
+
+/* ---- host keys learned by gates ---------------------------------------- */
+
+int state_host_key_put(struct state *st, const char *bottle, const char *repo, const char *host_key)
+{
+    if (bottle == NULL || repo == NULL || host_key == NULL || !host_key[0] ||
+        strpbrk(host_key, "\r\n") != NULL)
+        return BD_E_INVAL;
+    return wexec(
+        st, NULL,
+        "INSERT INTO host_keys (bottle, repo, host_key, learned_at) VALUES (?1, ?2, ?3, ?4)"
+        " ON CONFLICT (bottle, repo) DO UPDATE SET host_key = excluded.host_key,"
+        " learned_at = excluded.learned_at",
+        "sssI", bottle, repo, host_key, state_now());
+}
+
+int state_host_keys_forget(struct state *st, const char *bottle)
+{
+    return wexec(st, NULL, "DELETE FROM host_keys WHERE bottle = ?1", "s", bottle);
+}
+
+struct host_key_ctx {
+    int (*fn)(const char *bottle, const char *repo, const char *host_key, void *arg);
+    void *arg;
+};
+
+static int host_key_row(sqlite3_stmt *stmt, void *ctx)
+{
+    struct host_key_ctx *c = ctx;
+    return c->fn(col_text(stmt, 0), col_text(stmt, 1), col_text(stmt, 2), c->arg);
+}
+
+int state_host_keys_each(struct state *st, const char *bottle,
+                         int (*cb)(const char *bottle, const char *repo, const char *host_key,
+                                   void *arg),
+                         void *arg)
+{
+    struct host_key_ctx c = {cb, arg};
+    sqlite3_stmt *stmt = NULL;
+    int rc = prep(st, &stmt,
+                  "SELECT bottle, repo, host_key FROM host_keys WHERE ?1 IS NULL OR bottle = ?1"
+                  " ORDER BY bottle, repo",
+                  "s", bottle);
+
+    return rc < 0 ? rc : each_row(stmt, host_key_row, &c);
 }
 
 /* ---- repos used -------------------------------------------------------- */

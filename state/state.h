@@ -254,7 +254,11 @@ struct state_deploy_key {
     const char *key_id;      /* NULL while only intended */
     const char *fingerprint; /* of the public key */
     enum state_key_state state;
-    int64_t updated_at; /* read only */
+    int64_t updated_at;    /* read only */
+    const char *api_root;  /* the forge's API root ("" unknown) */
+    const char *repo_path; /* the repository there ("owner/repo"; "" unknown) */
+    const char *token_env; /* the NAME of the token's secret, never the token; may be NULL */
+    int64_t checked_at;    /* the forge last confirmed the key; 0: never */
 };
 
 int state_deploy_key_put(struct state *st, const struct state_deploy_key *k);
@@ -263,6 +267,18 @@ int state_deploy_key_forget(struct state *st, const char *bottle, const char *fo
 /* bottle NULL: all. */
 int state_deploy_keys_each(struct state *st, const char *bottle,
                            int (*cb)(const struct state_deploy_key *k, void *arg), void *arg);
+
+/*
+ * Host keys a gate learned on first use (public "type base64" lines, no CR
+ * or LF), per bottle and manifest repo name; put replaces.  bottle NULL: all.
+ */
+int state_host_key_put(struct state *st, const char *bottle, const char *repo,
+                       const char *host_key);
+int state_host_keys_forget(struct state *st, const char *bottle);
+int state_host_keys_each(struct state *st, const char *bottle,
+                         int (*cb)(const char *bottle, const char *repo, const char *host_key,
+                                   void *arg),
+                         void *arg);
 
 /*
  * Records that a deploy key may exist at forge/api_root for repo: in the

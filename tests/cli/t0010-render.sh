@@ -45,7 +45,9 @@ no_value "render"
 expect_eq "$(json 'sorted(j)')" "['bottle', 'config_hash', 'hash_final', 'routes', 'secrets']" \
     "top-level keys"
 expect_eq "$(json 'sorted(j["routes"])')" \
-    "['allow_private', 'bottle', 'dns', 'hosts', 'routes', 'version']" "routes.json keys"
+    "['allow_private', 'bottle', 'dns', 'hosts', 'routes', 'tunnels', 'version']" "routes.json keys"
+expect_eq "$(json '[(t["host"], t["port"], len(t["token_sha256"])) for t in j["routes"]["tunnels"]]')" \
+    "[('gitea.example.com', 30009, 64)]" "tunnels: the repos' one host:port, with a token digest"
 expect_eq "$(json '[s["value"] for s in j["secrets"]["secrets"]]')" "['<masked>', '<masked>']" \
     "every value is masked"
 expect_eq "$(json '[(s["name"], s["hosts"]) for s in j["secrets"]["secrets"]]')" \

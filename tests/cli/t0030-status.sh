@@ -156,7 +156,7 @@ if [ "$A" -ge 595 ] && [ "$A" -le 700 ]; then ok "pass times are seconds (10 min
 fi
 expect_eq "$(json '[b["name"] for b in j["bottles"]]')" "['old', 'tools', 'web']" "bottles by name"
 expect_eq "$(json 'sorted(j["bottles"][1])')" \
-    "['config_hash', 'events', 'failures', 'generation', 'last_error', 'last_pass_at', 'last_pass_ms', 'manifest_hash', 'name', 'next_retry', 'phase', 'reason', 'resources', 'spec_hash', 'updated_at']" \
+    "['config_hash', 'deploy_keys', 'events', 'failures', 'generation', 'last_error', 'last_pass_at', 'last_pass_ms', 'manifest_hash', 'name', 'next_retry', 'phase', 'reason', 'resources', 'spec_hash', 'updated_at']" \
     "bottle keys"
 expect_eq "$(json '[(b["phase"], b["reason"]) for b in j["bottles"]]')" \
     "[('Stalled', 'deletion refused: more than --max-deletes (10) bottles'), ('Ready', None), ('Degraded', 'no host firewall (--insecure-no-host-firewall)')]" \

@@ -28,6 +28,10 @@ Control (no auth), JSON bodies:
                         also reports the rate limit used up until now+s and
                         enforces it (an earlier request is a violation)
   POST /_fake/seed     {"repo":..., "title":..., "key":..., "read_only":bool}
+  GET  /_fake/keys     every repo's keys: {"owner/repo": [{"id", "title", "key",
+                        "sha256", "read_only"}...]} (what the forge holds, for
+                        tests; `authorized_keys` output: ?format=authorized_keys
+                        prints one "key" line per writable key, for an sshd)
   GET  /_fake/log      every request: method, path, headers, body, status, time
   GET  /_fake/stats    {"violations": n}
   POST /_fake/clear    empties the log
@@ -500,6 +504,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 k = self.new_key(body["title"], body["key"], bool(body.get("read_only")))
                 repo["keys"].append(k)
             return self.send(200, {"id": k["id"]})
+        if name.split("?")[0] == "keys":
+            with f.lock:
+                keys = {p: [dict(k) for k in r["keys"]] for p, r in f.repos.items()}
+            if name.endswith("?format=authorized_keys"):
+                text = "".join("%s %s\n" % (k["key"], k["title"]) for ks in keys.values()
+                               for k in ks if not k["read_only"])
+                data = text.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return None
+            return self.send(200, keys)
         if name == "log":
             with f.lock:
                 return self.send(200, list(f.log))

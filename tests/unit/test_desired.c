@@ -220,15 +220,21 @@ static void test_resources_and_names(void **state)
 {
     (void)state;
     struct desired *d = desired_of("a", "web", NULL);
-    static const char *const names[] = {"bottle-web-int", "bottle-web-egr",   "bottle-web-work",
-                                        "bottle-web-cfg", "bottle-web-proxy", "bottle-web-agent"};
-    static const enum desired_kind kinds[] = {DESIRED_NETWORK,   DESIRED_NETWORK,
-                                              DESIRED_VOLUME,    DESIRED_VOLUME,
-                                              DESIRED_CONTAINER, DESIRED_CONTAINER};
-    assert_int_equal(d->n, 6);
+    static const char *const names[] = {"bottle-web-int",  "bottle-web-egr",   "bottle-web-work",
+                                        "bottle-web-cfg",  "bottle-web-proxy", NULL,
+                                        "bottle-web-agent"};
+    static const enum desired_kind kinds[] = {
+        DESIRED_NETWORK,   DESIRED_NETWORK,   DESIRED_VOLUME,   DESIRED_VOLUME,
+        DESIRED_CONTAINER, DESIRED_CONTAINER, DESIRED_CONTAINER};
+    assert_int_equal(d->n, ROLE__COUNT);
     assert_string_equal(d->bottle, "web");
     assert_string_equal(d->config_hash, CFG_HASH);
+    /* no git-gate.repos: no gate */
+    assert_false(desired_has(d, ROLE_GATE));
+    assert_null(d->res[ROLE_GATE].spec);
     for (size_t i = 0; i < d->n; i++) {
+        if (!names[i])
+            continue;
         assert_int_equal(d->res[i].role, i);
         assert_int_equal(d->res[i].kind, kinds[i]);
         assert_string_equal(d->res[i].name, names[i]);
@@ -389,6 +395,8 @@ static void check_labels(const struct desired *d, const char *provider)
 {
     for (size_t i = 0; i < d->n; i++) {
         const struct desired_resource *r = &d->res[i];
+        if (!desired_has(d, i))
+            continue;
         const struct engine_kvs *sets[2] = {&r->labels, NULL};
         if (r->kind == DESIRED_NETWORK)
             sets[1] = &r->network.labels;
@@ -432,6 +440,8 @@ static void test_same_bottle_written_differently(void **state)
     struct desired *a = desired_of("a", "web", NULL);
     struct desired *b = desired_of("b", "web", NULL);
     for (size_t i = 0; i < a->n; i++) {
+        if (!desired_has(a, i))
+            continue;
         assert_string_equal(a->res[i].spec, b->res[i].spec);
         assert_string_equal(a->res[i].spec_hash, b->res[i].spec_hash);
     }
@@ -453,7 +463,7 @@ static unsigned changed(const struct desired *ref, const struct desired *d)
 {
     unsigned bits = 0;
     for (size_t i = 0; i < ROLE__COUNT; i++)
-        if (strcmp(ref->res[i].spec_hash, d->res[i].spec_hash))
+        if (desired_has(ref, i) && strcmp(ref->res[i].spec_hash, d->res[i].spec_hash))
             bits |= 1u << i;
     return bits;
 }
@@ -558,7 +568,7 @@ static void test_what_changes_what(void **state)
     o = opts(root);
     o.instance = "ba9876543210";
     d = compute(b, &o);
-    assert_int_equal(changed(ref, d), (1u << ROLE__COUNT) - 1);
+    assert_int_equal(changed(ref, d), ((1u << ROLE__COUNT) - 1) & ~(1u << ROLE_GATE));
     desired_free(d);
     unload(&l);
     free(root);
@@ -787,6 +797,80 @@ static void test_archive_refuses(void **state)
     free(target);
 }
 
+/* ---- the gate ------------------------------------------------------------ */
+
+#define GATE_ID "sha256:9999999999999999999999999999999999999999999999999999999999999999"
+
+static void test_gate(void **state)
+{
+    (void)state;
+    struct loaded l;
+    char *root = xstrdup(EXAMPLES);
+    const struct bottle *b = load(&l, root, "tools");
+    struct desired_gate_repo repos[2] = {
+        {"tools", b->repos[0].url, b->repos[0].host, b->repos[0].port, b->repos[0].host_key,
+         "SHA256:aaaa"},
+        {"ci-templates", b->repos[1].url, b->repos[1].host, b->repos[1].port, NULL, "SHA256:bbbb"},
+    };
+    struct desired_opts o = opts(root);
+    o.gate_image = "localhost/bottled-gate:test";
+    o.gate_image_id = GATE_ID;
+    o.repos = repos;
+    o.n_repos = 2;
+    struct desired *d = compute(b, &o);
+    assert_true(desired_has(d, ROLE_GATE));
+    const struct desired_resource *g = &d->res[ROLE_GATE];
+    const struct engine_container_spec *k = &g->container;
+    assert_string_equal(g->name, "bottle-tools-gate");
+    assert_string_equal(k->image, GATE_ID);
+    assert_int_equal(k->n_endpoints, 1);
+    assert_string_equal(k->endpoints[0].network, "bottle-tools-int");
+    assert_string_equal(k->endpoints[0].ipv4, "10.213.0.3");
+    assert_true(k->cap_drop_all);
+    assert_int_equal(k->cap_add.n, 0);
+    assert_true(k->no_new_privileges);
+    assert_int_equal(k->cmd.n, 0); /* the image's entrypoint */
+    assert_string_equal(engine_kvs_get(&k->labels, LABEL_ROLE), "gate");
+    assert_string_equal(engine_kvs_get(&k->labels, LABEL_SPEC_HASH), g->spec_hash);
+    assert_string_equal(
+        d->gate_config,
+        "{\"proxy\":\"10.213.0.2:9099\",\"repos\":[{\"host\":\"gitea.example.com\","
+        "\"host_key\":\"ssh-ed25519 "
+        "AAAAC3NzaC1lZDI1NTE5AAAAIFZHv0KzwIz/wqv7TTr0JoJdTJRGABs1vK89dGYFaKTf\",\"name\":"
+        "\"tools\",\"port\":30009,\"url\":\"ssh://git@gitea.example.com:30009/team/"
+        "tools.git\"},{\"host\":\"gitea.example.com\",\"host_key\":\"\",\"name\":\"ci-"
+        "templates\",\"port\":30009,\"url\":\"ssh://git@gitea.example.com:30009/team/"
+        "ci-templates.git\"}]}");
+    /* the agent's gitconfig rewrites both urls to the gate */
+    assert_non_null(memmem(d->agent_tar, d->agent_tar_len,
+                           "[url \"http://gate:8080/tools.git\"]\n\tinsteadOf = "
+                           "\"ssh://git@gitea.example.com:30009/team/tools.git\"\n",
+                           strlen("[url \"http://gate:8080/tools.git\"]\n\tinsteadOf = "
+                                  "\"ssh://git@gitea.example.com:30009/team/tools.git\"\n")));
+    assert_non_null(memmem(d->agent_tar, d->agent_tar_len,
+                           "[url \"http://gate:8080/ci-templates.git\"]",
+                           strlen("[url \"http://gate:8080/ci-templates.git\"]")));
+    /* a new key, a learned host key: the gate changes, nothing else */
+    repos[1].fingerprint = "SHA256:cccc";
+    struct desired *d2 = compute(b, &o);
+    assert_string_not_equal(d2->res[ROLE_GATE].spec_hash, g->spec_hash);
+    assert_string_equal(d2->res[ROLE_AGENT].spec_hash, d->res[ROLE_AGENT].spec_hash);
+    assert_string_equal(d2->res[ROLE_PROXY].spec_hash, d->res[ROLE_PROXY].spec_hash);
+    desired_free(d2);
+    repos[1].host_key = "ssh-ed25519 AAAAlearned";
+    d2 = compute(b, &o);
+    assert_non_null(strstr(d2->gate_config, "AAAAlearned"));
+    assert_string_not_equal(d2->res[ROLE_GATE].spec_hash, g->spec_hash);
+    desired_free(d2);
+    /* no private key text anywhere in a spec */
+    for (size_t i = 0; i < d->n; i++)
+        if (desired_has(d, i))
+            assert_null(strstr(d->res[i].spec, "PRIVATE KEY"));
+    desired_free(d);
+    unload(&l);
+    free(root);
+}
+
 /* ---- refusals ---------------------------------------------------------- */
 
 static void expect_refusal(const struct bottle *b, const char *root, const char *what)
@@ -814,7 +898,7 @@ static void test_refusals(void **state)
     struct loaded l;
     char *root = xstrdup(EXAMPLES);
     const struct bottle *b = load(&l, root, "tools");
-    expect_refusal(b, root, "git-gate.repos");
+    expect_refusal(b, root, "gate image"); /* repos need the gate image's id */
     long i = manifest_set_find(&l.set, "docs-writer");
     assert_true(i >= 0);
     expect_refusal(l.set.bottles[i], root, "transparent");
@@ -919,6 +1003,7 @@ int main(void)
         cmocka_unit_test(test_what_changes_what),
         cmocka_unit_test(test_archive),
         cmocka_unit_test(test_archive_refuses),
+        cmocka_unit_test(test_gate),
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_subnet_alloc),
     };

@@ -159,6 +159,8 @@ static void applied(struct engine_snap *s, const struct desired *d)
 {
     for (size_t r = 0; r < d->n; r++) {
         const struct desired_resource *res = &d->res[r];
+        if (!desired_has(d, r))
+            continue;
         if (res->kind == DESIRED_NETWORK) {
             struct engine_network *n = add_network(s, res->name);
             copy_kvs(&n->labels, &res->labels);
