@@ -3,7 +3,7 @@
 #
 #   bench/reconcile-bench.sh [--bottles N] [--engine podman|docker] [--compose TOOL[,TOOL]]
 #                            [--runs R] [--compose-runs R] [--build DIR] [--only bottled|compose]
-#                            [--subnet-pool CIDR] [--compose-pool CIDR] [--host-firewall]
+#                            [--subnet-pool CIDR] [--compose-pool CIDR] [--[no-]host-firewall]
 #                            [--no-profile] [-- EXTRA_BOTTLED_FLAGS...]
 #
 # For N bottles (default 50; 200 is the size of the issue's target) on one
@@ -54,10 +54,11 @@
 # localhost/bottled-proxy:0.1.0 and localhost/bottled-agent:latest in the
 # engine, and `bash scripts/setup.sh --bench` for the compose tools.
 #
-# Host firewall: until bottled's host-firewall module lands, agent -> sidecar
-# traffic is blocked on this host without it, so --insecure-no-host-firewall
-# is passed by default; --host-firewall leaves it out.  Arguments after `--`
-# are passed to every bottled command as they are.
+# Host firewall: bottled runs as in production, asserting its host firewall
+# chains every pass (part of the measured time); --no-host-firewall passes
+# --insecure-no-host-firewall instead (--host-firewall is accepted and is the
+# default).  Arguments after `--` are passed to every bottled command as
+# they are.
 set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -70,7 +71,7 @@ CRUNS=
 ONLY=
 POOL=
 CPOOL=
-FIREWALL=0
+FIREWALL=1
 PROFILE=1
 EXTRA=()
 PROXY_IMAGE=localhost/bottled-proxy:0.1.0
@@ -107,6 +108,7 @@ while [ "$#" -gt 0 ]; do
     --compose-pool) CPOOL=${2:?}; shift ;;
     --compose-pool=*) CPOOL=${1#*=} ;;
     --host-firewall) FIREWALL=1 ;;
+    --no-host-firewall) FIREWALL=0 ;;
     --no-profile) PROFILE=0 ;;
     --) shift; EXTRA=("$@"); break ;;
     -h | --help) usage ;;
