@@ -317,6 +317,10 @@ static void drain_events(struct watcher *w)
         w->ev_live = 0;
     }
     if (r.flags & WATCH_EV_LIVE) {
+        /* without an outage in between: the engine ended the stream
+         * (Podman does when it rotates its event log), reopened at once */
+        if ((r.flags & WATCH_EV_RESYNC) && w->ev_live && r.why[0])
+            say(w, "watch: engine events: %s; reopened\n", r.why);
         w->ev_live = 1;
         say(w, "watch: engine events: live%s\n",
             r.flags & WATCH_EV_RESYNC ? " again: full pass (events may have been missed)" : "");

@@ -36,6 +36,7 @@
 #define BACKOFF_MIN_MS 1000L
 #define BACKOFF_MAX_MS 30000L
 #define STABLE_MS      30000L /* a stream that lived this long resets the backoff */
+#define QUIET_MS       5000L  /* one that lived this long is reopened at once, once */
 
 struct watch_events {
     char *url;
@@ -226,10 +227,13 @@ static void *run(void *arg)
     engine_strv_add(&types, "network");
     engine_strv_add(&types, "volume");
     long backoff = BACKOFF_MIN_MS;
-    int outage = 0; /* DOWN was reported and no LIVE since */
+    int outage = 0;       /* DOWN was reported and no LIVE since */
+    int reopen = 0;       /* the stream ended after QUIET_MS: this is the one retry at once */
+    char ended[256] = ""; /* why it ended, said with the next LIVE */
     while (!stopping(we)) {
         struct engine *e = NULL;
         char why[256] = "";
+        int64_t lived = 0;
         /* replay from just before the list, so no event falls between */
         int64_t since = (int64_t)time(NULL) - 1;
         int rc = engine_open(we->url, &e, why, sizeof(why));
@@ -244,11 +248,13 @@ static void *run(void *arg)
             }
             rc = load_ids(we, e);
             if (rc == 0) {
-                post(we, WATCH_EV_LIVE | (outage ? WATCH_EV_RESYNC : 0), NULL, NULL);
-                outage = 0;
+                post(we, WATCH_EV_LIVE | (outage || reopen ? WATCH_EV_RESYNC : 0), NULL,
+                     reopen ? ended : NULL);
+                outage = reopen = 0;
                 int64_t t0 = mono_ms();
                 rc = engine_events(e, &types, since, on_event, we);
-                if (mono_ms() - t0 >= STABLE_MS)
+                lived = mono_ms() - t0;
+                if (lived >= STABLE_MS)
                     backoff = BACKOFF_MIN_MS;
             }
             snprintf(why, sizeof(why), "%s", engine_errmsg(e));
@@ -259,6 +265,15 @@ static void *run(void *arg)
         }
         if (stopping(we))
             break;
+        /* A stream that lived a while and ended (Podman ends it when its
+         * event log rotates) is reopened at once, and only said if that
+         * fails; one that keeps ending at once goes through the backoff. */
+        if (lived >= QUIET_MS && !reopen) {
+            reopen = 1;
+            snprintf(ended, sizeof(ended), "%s", why);
+            continue;
+        }
+        reopen = 0;
         if (!outage)
             post(we, WATCH_EV_DOWN, NULL, why[0] ? why : bd_strerror(rc ? rc : BD_E_UNAVAIL));
         outage = 1;

@@ -31,11 +31,14 @@
  * converged, changes nothing, and so causes no further event.  There is
  * no loop of pass -> event -> pass.
  *
- * Dropped stream (engine restart): the thread reconnects with backoff
- * (1 s doubling to 30 s, no busy loop) and reports WATCH_EV_DOWN once per
- * outage and WATCH_EV_RESYNC when it is back, for one full pass (events
- * may have been missed).  An idle stream costs nothing but libcurl's
- * once-a-second wake-up in the thread.
+ * Dropped stream: one that lived at least a few seconds is reopened at
+ * once (Podman 4.3 ends it whenever it rotates its event log); if that
+ * works, WATCH_EV_LIVE | WATCH_EV_RESYNC with `why` saying how it ended,
+ * for one full pass (events may have been missed).  Otherwise (engine
+ * restart, engine gone) the thread reconnects with backoff (1 s doubling
+ * to 30 s, no busy loop), reports WATCH_EV_DOWN once per outage and
+ * WATCH_EV_LIVE | WATCH_EV_RESYNC when it is back.  An idle stream costs
+ * nothing but libcurl's once-a-second wake-up in the thread.
  *
  * Threads: everything but the thread's own work happens on the caller's
  * thread; the struct's fields are private.
@@ -67,7 +70,8 @@ struct watch_events_report {
     unsigned flags;
     unsigned long n_drift; /* relevant events since the last drain */
     char first[160];       /* the first of them, "container NAME die" (printable) */
-    char why[256];         /* WATCH_EV_DOWN: the engine's message */
+    char why[256];         /* WATCH_EV_DOWN: the engine's message; WATCH_EV_RESYNC
+                            * without an outage: how the stream ended */
 };
 
 /*
