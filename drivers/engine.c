@@ -403,3 +403,20 @@ int engine_image_id(struct engine *e, const char *ref, char **ret_id)
 {
     return CALL(e, image_id, ref, ret_id);
 }
+
+int engine_events(struct engine *e, const struct engine_strv *types, int64_t since,
+                  engine_event_fn fn, void *arg)
+{
+    if (!e->ops->events) {
+        engine_set_errmsg(e, "the %s backend has no event stream", e->ops->name);
+        return BD_E_INVAL;
+    }
+    return CALL(e, events, types, since, fn, arg);
+}
+
+void engine_events_cancel(struct engine *e)
+{
+    /* not CALL(): errmsg belongs to the thread running the stream */
+    if (e->ops->events_cancel)
+        e->ops->events_cancel(e);
+}

@@ -27,7 +27,8 @@
  * environment value or archive byte can reach a log through it.
  *
  * Threads: a struct engine is one connection (one keep-alive socket) and
- * is used by one thread at a time; concurrent workers open one each.
+ * is used by one thread at a time; concurrent workers open one each.  The
+ * exception is engine_events_cancel(), meant for another thread.
  *
  * The mutation counter counts every request that changes engine state
  * (create, remove, start, stop, kill, connect, disconnect, archive put),
@@ -254,6 +255,44 @@ struct engine_exec_result {
 };
 void engine_exec_result_release(struct engine_exec_result *r);
 
+/*
+ * One event of the engine's event stream (engine_events()), normalised
+ * across engines.  Every string is borrowed for the callback only and is
+ * NULL when the engine did not report it.
+ *
+ *   type       "container", "network" or "volume"
+ *   action     Docker's word: "create", "start", "die", "stop", "destroy",
+ *              "connect", "disconnect", ... (Podman's "remove" is reported
+ *              as "destroy")
+ *   id         container events: the container id; network events: the
+ *              network id (Docker; Podman 4.3 names the container there
+ *              instead); volume events: the volume name
+ *   name       the actor's name: container, network (Docker only) or volume
+ *   container  network and volume events: the id of the container they
+ *              concern (Docker: Attributes.container; Podman: the actor);
+ *              container events: the id again
+ *   container_name  network events on Podman: the container's name
+ *   attrs      every attribute as reported (a container event's labels are
+ *              among them)
+ *   lost       a line of the stream could not be read (over the line cap,
+ *              or not an event): something happened that we do not know;
+ *              every other field is NULL
+ */
+struct engine_event {
+    const char *type;
+    const char *action;
+    const char *id;
+    const char *name;
+    const char *container;
+    const char *container_name;
+    const struct engine_kvs *attrs;
+    int64_t time_ns; /* the engine's wall clock; 0 if not reported */
+    bool lost;
+};
+/* Called per event; a nonzero return ends the stream (engine_events()
+ * returns 0). */
+typedef int (*engine_event_fn)(const struct engine_event *ev, void *arg);
+
 /* ---------------------------------------------------------------- ops */
 
 struct engine;
@@ -303,6 +342,10 @@ struct engine_ops {
                 struct engine_exec_result *ret);
 
     int (*image_id)(struct engine *e, const char *ref, char **ret_id);
+
+    int (*events)(struct engine *e, const struct engine_strv *types, int64_t since,
+                  engine_event_fn fn, void *arg);
+    void (*events_cancel)(struct engine *e);
 };
 
 /* The handle: fields are for engine.c and the backends only. */
@@ -413,5 +456,27 @@ int engine_exec(struct engine *e, const char *container, const struct engine_exe
 
 /* The image id ("sha256:...") of a reference; BD_E_NOIMAGE if none. */
 int engine_image_id(struct engine *e, const char *ref, char **ret_id);
+
+/*
+ * Streams the engine's events of the given types ("container", "network",
+ * "volume"; both engines accept these as a `type` filter) on a connection
+ * of its own, calling fn per event in the order the engine sends them,
+ * until fn returns nonzero, engine_events_cancel() is called, or the
+ * engine ends the stream.  since: wall-clock seconds to replay events from
+ * (0: only new ones).  Returns 0 when fn or a cancel ended it; BD_E_UNAVAIL
+ * when the stream could not be opened or was dropped (engine restart);
+ * BD_E_PROTO / BD_E_INVAL when the engine refused the request.  The call
+ * blocks for as long as the stream lives and uses no CPU while it is quiet
+ * (libcurl wakes about once a second).  Lines are capped (engine_docker.h):
+ * a longer one is skipped and reported as a `lost` event.
+ */
+int engine_events(struct engine *e, const struct engine_strv *types, int64_t since,
+                  engine_event_fn fn, void *arg);
+/*
+ * Ends a running engine_events() on e soon, or makes the next one on e
+ * return at once: the one call that may come from another thread while e
+ * is in use.  Idempotent; e stays usable for nothing but engine_close().
+ */
+void engine_events_cancel(struct engine *e);
 
 #endif

@@ -21,10 +21,13 @@
  */
 #include <ctype.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
@@ -58,6 +61,13 @@ struct dk {
     struct buf *resp;
     bool resp_too_big;
     struct dk_demux *demux; /* when set, the body goes here instead */
+    /* the event stream (dk_events): its parser while it runs, and what
+     * engine_events_cancel() needs from another thread, under ev_mu */
+    struct dk_events *evp;
+    struct buf *ev_err; /* the body of a refused stream request */
+    pthread_mutex_t ev_mu;
+    curl_socket_t ev_fd; /* the stream's socket while it is open */
+    bool ev_cancel;
 };
 
 static struct dk *DK(struct engine *e)
@@ -647,6 +657,139 @@ void dk_demux_feed(struct dk_demux *d, const char *p, size_t n)
     }
 }
 
+/* ------------------------------------------------------------ event stream parser */
+
+void dk_events_init(struct dk_events *p, bool podman, engine_event_fn fn, void *arg)
+{
+    memset(p, 0, sizeof(*p));
+    buf_init(&p->line, DK_EVENT_LINE_MAX);
+    p->podman = podman;
+    p->fn = fn;
+    p->arg = arg;
+}
+
+void dk_events_release(struct dk_events *p)
+{
+    buf_release(&p->line);
+}
+
+static const char *jsv(const cJSON *obj, const char *key)
+{
+    const cJSON *v = obj ? cJSON_GetObjectItemCaseSensitive(obj, key) : NULL;
+    return cJSON_IsString(v) && v->valuestring && v->valuestring[0] ? v->valuestring : NULL;
+}
+
+static void deliver_event(struct dk_events *p, const struct engine_event *ev)
+{
+    if (ev->lost)
+        p->lost++;
+    else
+        p->events++;
+    if (p->fn(ev, p->arg))
+        p->stopped = true;
+}
+
+static void deliver_lost(struct dk_events *p)
+{
+    struct engine_event ev = {.lost = true};
+    deliver_event(p, &ev);
+}
+
+/*
+ * One line of the stream.  Quirk: the engines lay network and volume
+ * events out differently.  Docker: a network event's actor is the network
+ * (Attributes name = its name, container = the container's id), a volume's
+ * actor id is its name.  Podman 4.3 (compat): a network event's actor is
+ * the container (Attributes name = the container's name; the network is
+ * not named at all), a volume's actor id is "" with the name in
+ * Attributes, and a removal is "remove" where Docker says "destroy".
+ */
+static void event_line(struct dk_events *p, const char *s, size_t n)
+{
+    while (n && isspace((unsigned char)*s))
+        s++, n--;
+    while (n && isspace((unsigned char)s[n - 1]))
+        n--;
+    if (!n)
+        return;
+    cJSON *root = cJSON_ParseWithLength(s, n);
+    const cJSON *actor =
+        cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "Actor") : NULL;
+    const char *type = jsv(root, "Type"), *action = jsv(root, "Action");
+    if (!type || !action || !cJSON_IsObject(actor)) {
+        cJSON_Delete(root);
+        deliver_lost(p);
+        return;
+    }
+    struct engine_kvs attrs = {0};
+    jkvs(actor, "Attributes", &attrs);
+    const char *aid = jsv(actor, "ID");
+    const char *aname = engine_kvs_get(&attrs, "name");
+    if (aname && !*aname)
+        aname = NULL;
+    struct engine_event ev = {.type = type, .action = action, .attrs = &attrs};
+    const cJSON *tn = cJSON_GetObjectItemCaseSensitive(root, "timeNano");
+    const cJSON *ts = cJSON_GetObjectItemCaseSensitive(root, "time");
+    if (cJSON_IsNumber(tn) && tn->valuedouble > 0 && tn->valuedouble < 9e18)
+        ev.time_ns = (int64_t)tn->valuedouble;
+    else if (cJSON_IsNumber(ts) && ts->valuedouble > 0 && ts->valuedouble < 9e9)
+        ev.time_ns = (int64_t)ts->valuedouble * 1000000000;
+    if (p->podman && !strcmp(action, "remove"))
+        ev.action = "destroy";
+    if (!strcmp(type, "container")) {
+        ev.id = aid;
+        ev.name = aname;
+        ev.container = aid;
+    } else if (!strcmp(type, "network")) {
+        if (p->podman) {
+            ev.container = aid;
+            ev.container_name = aname;
+        } else {
+            ev.id = aid;
+            ev.name = aname;
+            ev.container = engine_kvs_get(&attrs, "container");
+        }
+    } else if (!strcmp(type, "volume")) {
+        ev.name = p->podman ? aname : aid;
+        ev.id = ev.name;
+        if (!p->podman)
+            ev.container = engine_kvs_get(&attrs, "container");
+    } else {
+        ev.id = aid;
+        ev.name = aname;
+    }
+    if (ev.container && !*ev.container)
+        ev.container = NULL;
+    deliver_event(p, &ev);
+    engine_kvs_release(&attrs);
+    cJSON_Delete(root);
+}
+
+int dk_events_feed(struct dk_events *p, const char *data, size_t n)
+{
+    while (n && !p->stopped) {
+        const char *nl = memchr(data, '\n', n);
+        size_t take = nl ? (size_t)(nl - data) : n;
+        if (!p->skipping && buf_append(&p->line, data, take) < 0) {
+            /* over the cap: the rest of this line is dropped */
+            p->skipping = true;
+            buf_reset(&p->line);
+        }
+        data += take;
+        n -= take;
+        if (!nl)
+            break;
+        data++, n--; /* the newline */
+        if (p->skipping)
+            deliver_lost(p);
+        else
+            event_line(p, p->line.data ? p->line.data : "", p->line.len);
+        p->skipping = false;
+        buf_reset(&p->line);
+    }
+    return p->stopped ? 1 : 0;
+}
+
 /* ------------------------------------------------------------ transport */
 
 static size_t on_body(char *p, size_t size, size_t nmemb, void *ud)
@@ -866,6 +1009,8 @@ static int dk_open(struct engine *e, const char *url)
 
     buf_init(&body, 0);
     dk->sock = xstrdup(url + strlen("unix://"));
+    pthread_mutex_init(&dk->ev_mu, NULL);
+    dk->ev_fd = CURL_SOCKET_BAD;
     buf_init(&dk->h_api, DK_HDR_MAX);
     buf_init(&dk->h_libpod, DK_HDR_MAX);
     buf_init(&dk->h_stat, DK_HDR_MAX);
@@ -926,6 +1071,7 @@ static void dk_close(struct engine *e)
     buf_release(&dk->h_api);
     buf_release(&dk->h_libpod);
     buf_release(&dk->h_stat);
+    pthread_mutex_destroy(&dk->ev_mu);
     free(dk);
     e->impl = NULL;
     curl_global_cleanup();
@@ -1821,6 +1967,154 @@ out:
     return r;
 }
 
+/* ------------------------------------------------------------ events */
+
+/*
+ * The stream runs on a fresh connection of its own (never a kept-alive one,
+ * never kept afterwards) whose socket we open ourselves, so that
+ * dk_events_cancel() can shut it down from another thread: curl then sees
+ * end of file at once, however quiet the stream is.
+ *
+ * Quirk: both engines take the `type` filter as a list and `since` in Unix
+ * seconds.  Podman 4.3 (file event logger) ends the stream by itself when
+ * it rotates its event log (1 MB by default: every few minutes on a busy
+ * host; podman#17665 is about the same code): that is an ordinary end of
+ * stream here, BD_E_UNAVAIL, and the caller reconnects.
+ */
+static curl_socket_t ev_open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    struct dk *dk = ud;
+    (void)purpose;
+    pthread_mutex_lock(&dk->ev_mu);
+    curl_socket_t fd = CURL_SOCKET_BAD;
+    if (!dk->ev_cancel) {
+        fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+        dk->ev_fd = fd < 0 ? CURL_SOCKET_BAD : fd;
+    }
+    pthread_mutex_unlock(&dk->ev_mu);
+    return fd < 0 ? CURL_SOCKET_BAD : fd;
+}
+
+static int ev_close_socket(void *ud, curl_socket_t fd)
+{
+    struct dk *dk = ud;
+    pthread_mutex_lock(&dk->ev_mu);
+    if (dk->ev_fd == fd)
+        dk->ev_fd = CURL_SOCKET_BAD;
+    int r = close(fd);
+    pthread_mutex_unlock(&dk->ev_mu);
+    return r;
+}
+
+static bool ev_cancelled(struct dk *dk)
+{
+    pthread_mutex_lock(&dk->ev_mu);
+    bool c = dk->ev_cancel;
+    pthread_mutex_unlock(&dk->ev_mu);
+    return c;
+}
+
+static size_t on_event_body(char *p, size_t size, size_t nmemb, void *ud)
+{
+    struct dk *dk = ud;
+    size_t n = size * nmemb;
+    long code = 0;
+    curl_easy_getinfo(dk->curl, CURLINFO_RESPONSE_CODE, &code);
+    if (code != 200) {
+        (void)buf_append(dk->ev_err, p, n); /* past its cap: the start is enough */
+        return n;
+    }
+    if (ev_cancelled(dk) || dk_events_feed(dk->evp, p, n))
+        return 0; /* ends the transfer (CURLE_WRITE_ERROR) */
+    return n;
+}
+
+static int ev_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
+{
+    (void)a, (void)b, (void)c, (void)d;
+    return ev_cancelled(ud) ? 1 : 0;
+}
+
+static int dk_events(struct engine *e, const struct engine_strv *types, int64_t since,
+                     engine_event_fn fn, void *arg)
+{
+    struct dk *dk = DK(e);
+    CURL *c = dk->curl;
+    struct dk_events p;
+    struct buf err, url;
+    int r = 0;
+
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddItemToObject(root, "type", strv_json(types));
+    size_t flen;
+    char *fjson = body_of(root, &flen);
+    buf_init(&url, 0);
+    buf_appendf(&url, "http://d%s/events?filters=", dk->prefix);
+    dk_urlencode(&url, fjson, NULL);
+    if (since > 0)
+        buf_appendf(&url, "&since=%" PRId64, since);
+    free(fjson);
+    buf_init(&err, 4096);
+    dk_events_init(&p, dk->podman, fn, arg);
+    dk->evp = &p;
+    dk->ev_err = &err;
+
+    curl_easy_reset(c);
+    curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, dk->sock);
+    curl_easy_setopt(c, CURLOPT_URL, buf_cstr(&url));
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, DK_CONNECT_S);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 0L); /* for as long as it lives */
+    curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_event_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, dk);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http");
+    curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
+    curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, ev_open_socket);
+    curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, dk);
+    curl_easy_setopt(c, CURLOPT_CLOSESOCKETFUNCTION, ev_close_socket);
+    curl_easy_setopt(c, CURLOPT_CLOSESOCKETDATA, dk);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, ev_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, dk);
+
+    CURLcode cc = curl_easy_perform(c);
+    long code = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+    if (p.stopped || ev_cancelled(dk)) {
+        r = 0;
+    } else if (code && code != 200) {
+        r = http_fail(e, "GET /events", code, &err);
+    } else if (cc != CURLE_OK) {
+        engine_set_errmsg(e, "GET /events: engine at %s: %s", dk->sock, curl_easy_strerror(cc));
+        r = BD_E_UNAVAIL;
+    } else {
+        engine_set_errmsg(e, "GET /events: engine at %s ended the stream", dk->sock);
+        r = BD_E_UNAVAIL;
+    }
+    /* the next request must not run these callbacks */
+    curl_easy_reset(c);
+    dk->evp = NULL;
+    dk->ev_err = NULL;
+    dk_events_release(&p);
+    buf_release(&err);
+    buf_release(&url);
+    return r;
+}
+
+static void dk_events_cancel(struct engine *e)
+{
+    struct dk *dk = DK(e);
+    if (!dk)
+        return;
+    pthread_mutex_lock(&dk->ev_mu);
+    dk->ev_cancel = true;
+    if (dk->ev_fd != CURL_SOCKET_BAD)
+        shutdown(dk->ev_fd, SHUT_RDWR);
+    pthread_mutex_unlock(&dk->ev_mu);
+}
+
 const struct engine_ops engine_docker_ops = {
     .name = "docker",
     .open = dk_open,
@@ -1846,4 +2140,6 @@ const struct engine_ops engine_docker_ops = {
     .archive_get = dk_archive_get,
     .exec = dk_exec,
     .image_id = dk_image_id,
+    .events = dk_events,
+    .events_cancel = dk_events_cancel,
 };

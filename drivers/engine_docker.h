@@ -61,4 +61,30 @@ struct dk_demux {
 void dk_demux_init(struct dk_demux *d, struct buf *out, struct buf *err, size_t max);
 void dk_demux_feed(struct dk_demux *d, const char *p, size_t n);
 
+/* The event stream's line cap: a longer line is skipped (a `lost` event). */
+#define DK_EVENT_LINE_MAX ((size_t)256 << 10)
+
+/*
+ * The incremental parser of GET /events: newline-delimited JSON objects
+ * fed in arbitrary pieces (chunk boundaries fall anywhere).  Each complete
+ * line becomes one fn call with the event normalised as engine.h says
+ * (`podman` selects Podman 4.3's attribute layout); a line over
+ * DK_EVENT_LINE_MAX, or one that is not an event object, becomes one call
+ * with ev->lost set.  Blank lines are skipped.  A partial line left when
+ * the stream ends is dropped by dk_events_release().
+ */
+struct dk_events {
+    struct buf line; /* the current line so far, capped at DK_EVENT_LINE_MAX */
+    bool skipping;   /* the current line went over the cap: dropped up to its newline */
+    bool podman;
+    engine_event_fn fn;
+    void *arg;
+    bool stopped; /* fn returned nonzero: nothing more is delivered */
+    unsigned long events, lost;
+};
+void dk_events_init(struct dk_events *p, bool podman, engine_event_fn fn, void *arg);
+/* Returns 0, or 1 once fn asked to stop (the rest of data is ignored). */
+int dk_events_feed(struct dk_events *p, const char *data, size_t n);
+void dk_events_release(struct dk_events *p);
+
 #endif

@@ -25,6 +25,11 @@
  *             the settle window (the new tree may still be being written)
  *   retry     a failing bottle's backoff (state next_retry) ran out
  *   grace     a missing bottle's grace period ran out
+ *   engine    the engine's event stream (watch_events.h) reported a change
+ *             to one of our resources that may be drift (removed, stopped,
+ *             network connected...): after the settle window, like change
+ *   reconnect the event stream is back after an outage: events may have
+ *             been missed (--no-engine-events: no stream, resync only)
  *   approval  `bottled approve-deletes` recorded an approval: while a pass
  *             has refused deletions, the watcher reads the approval count
  *             once a second (one small SQLite read), so approve-deletes
@@ -76,6 +81,7 @@
 #include "pass.h"
 #include "state.h"
 #include "watch_backend.h"
+#include "watch_events.h"
 #include "xalloc.h"
 
 #define SETTLE_CAP_MS    2000L  /* a burst of hints never postpones a pass longer */
@@ -134,7 +140,9 @@ struct watcher {
     struct opts *o;
     struct state *st;
     struct watch_backend *wb;
-    FILE *out; /* apply's per-action lines: stdout with -v, else /dev/null */
+    struct watch_events *ev; /* NULL: --no-engine-events, or no thread */
+    int ev_live;             /* the event stream is live */
+    FILE *out;               /* apply's per-action lines: stdout with -v, else /dev/null */
     unsigned long passes;
     struct absent *absent;
     size_t n_absent;
@@ -252,6 +260,19 @@ static void reopen_backend(struct watcher *w, const char *why)
     }
 }
 
+/* A hint: a pass once the hints were quiet for --settle ms (capped). */
+static void settle(struct watcher *w, const char *trigger)
+{
+    int64_t t = now_ms();
+    if (!w->settle_at) {
+        w->burst_start = t;
+        w->settle_trigger = trigger;
+    }
+    w->settle_at = t + w->o->settle_ms;
+    if (w->settle_at > w->burst_start + SETTLE_CAP_MS && w->burst_start + SETTLE_CAP_MS > t)
+        w->settle_at = w->burst_start + SETTLE_CAP_MS;
+}
+
 static void drain(struct watcher *w)
 {
     struct watch_hints h;
@@ -275,12 +296,44 @@ static void drain(struct watcher *w)
                 "bottled: watch: a directory under '%s' cannot be watched: changes "
                 "there are seen by the periodic resync only\n",
                 w->o->dir);
-    int64_t t = now_ms();
-    if (!w->settle_at)
-        w->burst_start = t;
-    w->settle_at = t + w->o->settle_ms;
-    if (w->settle_at > w->burst_start + SETTLE_CAP_MS && w->burst_start + SETTLE_CAP_MS > t)
-        w->settle_at = w->burst_start + SETTLE_CAP_MS;
+    settle(w, NULL);
+}
+
+/*
+ * The engine's event stream: a drift hint goes through the settle window
+ * like a file change (and then through the per-bottle backoff); the
+ * stream back after an outage asks for one full pass at once.  Losing it is
+ * said once per outage.
+ */
+static void drain_events(struct watcher *w)
+{
+    struct watch_events_report r;
+    watch_events_drain(w->ev, &r);
+    if (r.flags & WATCH_EV_DOWN) {
+        fprintf(stderr,
+                "bottled: watch: engine event stream %s: %s; reconnecting with backoff (the "
+                "resync every %ld s still repairs drift)\n",
+                w->ev_live ? "lost" : "unavailable", r.why, w->o->resync_s);
+        w->ev_live = 0;
+    }
+    if (r.flags & WATCH_EV_LIVE) {
+        /* without an outage in between: the engine ended the stream
+         * (Podman does when it rotates its event log), reopened at once */
+        if ((r.flags & WATCH_EV_RESYNC) && w->ev_live && r.why[0])
+            say(w, "watch: engine events: %s; reopened\n", r.why);
+        w->ev_live = 1;
+        say(w, "watch: engine events: live%s\n",
+            r.flags & WATCH_EV_RESYNC ? " again: full pass (events may have been missed)" : "");
+    }
+    if (r.flags & WATCH_EV_RESYNC)
+        want(w, "reconnect");
+    if (r.flags & WATCH_EV_DRIFT) {
+        if (r.n_drift > 1)
+            say(w, "watch: engine: %s (and %lu more)\n", r.first, r.n_drift - 1);
+        else
+            say(w, "watch: engine: %s\n", r.first);
+        settle(w, "engine");
+    }
 }
 
 /* A git checkout in progress in the manifest directory? */
@@ -697,16 +750,28 @@ int cmd_watch(const struct cmd *cmd, struct opts *o, int argc, char **argv)
         ret = rc;
         goto out;
     }
+    if (!o->no_engine_events) {
+        struct watch_events_opts eo = {.engine_url = o->engine,
+                                       .instance = state_instance_id(w.st),
+                                       .name_prefix = o->name_prefix};
+        if (watch_events_start(&eo, &w.ev) != 0) {
+            w.ev = NULL;
+            fprintf(stderr, "bottled: watch: cannot start the engine event stream: drift is "
+                            "repaired by the resync alone\n");
+        }
+    }
 
     while (!got_term) {
         live_set(&w, w.settle_at ? STATE_ACT_SETTLING : STATE_ACT_IDLE, NULL);
-        struct pollfd pfd[2] = {{sig_pipe[0], POLLIN, 0}, {-1, POLLIN, 0}};
+        struct pollfd pfd[3] = {{sig_pipe[0], POLLIN, 0}, {-1, POLLIN, 0}, {-1, POLLIN, 0}};
         if (w.wb)
             pfd[1].fd = watch_backend_fd(w.wb);
+        if (w.ev)
+            pfd[2].fd = watch_events_fd(w.ev);
         int64_t t = now_ms();
         int64_t at = w.want_pass ? t : next_timer(&w);
         int timeout = at <= t ? 0 : at - t > 3600000 ? 3600000 : (int)(at - t);
-        int n = poll(pfd, 2, timeout);
+        int n = poll(pfd, 3, timeout);
         if (n < 0 && errno != EINTR) {
             fprintf(stderr, "bottled: watch: poll: %s\n", strerror(errno));
             ret = EXIT_UNAVAIL;
@@ -730,6 +795,8 @@ int cmd_watch(const struct cmd *cmd, struct opts *o, int argc, char **argv)
         }
         if (n > 0 && w.wb && (pfd[1].revents & (POLLIN | POLLERR | POLLHUP)))
             drain(&w);
+        if (n > 0 && w.ev && (pfd[2].revents & POLLIN))
+            drain_events(&w);
         take_timers(&w, now_ms());
         if (!w.want_pass)
             continue;
@@ -761,6 +828,7 @@ int cmd_watch(const struct cmd *cmd, struct opts *o, int argc, char **argv)
         say(&w, "watch: stopping after %lu pass(es)\n", w.passes);
     live_set(&w, STATE_ACT_STOPPED, NULL);
 out:
+    watch_events_stop(w.ev);
     if (w.out && w.out != stdout)
         fclose(w.out);
     watch_backend_close(w.wb);

@@ -93,6 +93,7 @@ static const enum opt_id watch_flags[] = {OPT_DIR,
                                           OPT_GRACE,
                                           OPT_RESYNC,
                                           OPT_WATCH_BACKEND,
+                                          OPT_NO_ENGINE_EVENTS,
                                           OPT_JSON,
                                           OPT_QUIET,
                                           OPT_VERBOSE};
@@ -152,17 +153,21 @@ static const struct cmd commands[] = {
      "is followed again when it is swapped, as git-sync does) and runs one pass after the\n"
      "files were quiet for --settle ms.  Events are only hints: each pass re-reads every\n"
      "manifest and the engine.  A full pass also runs every --resync s (jittered), which\n"
-     "recreates a container removed by hand and starts a stopped one.  A bottle whose\n"
-     "manifest disappears is deleted only after it was absent for --grace s.  A failing bottle\n"
-     "is retried with backoff (1 s doubling to 5 min, reset when its manifest changes); an\n"
-     "invalid manifest waits for its file to change; a refused deletion waits for `bottled\n"
-     "approve-deletes`, which the watcher notices within a second.  A .git/index.lock in the\n"
-     "directory defers a pass for up to 60 s.  Takes the state dir's lock for its lifetime and\n"
-     "never writes into the manifest directory.  One line per pass (-q: none; -v: every\n"
-     "action too; --json: each pass's result as one JSON object per line on stdout, the\n"
-     "object of `reconcile --json` plus \"pass\": {id, trigger, ms}; other messages go to\n"
-     "stderr).  What it is doing now (idle, settling, deferred, a pass and its trigger, the\n"
-     "next resync) is kept in the state database for `bottled status`.\n\n"
+     "recreates a container removed by hand and starts a stopped one; the engine's event\n"
+     "stream makes that happen within the settle window (a container of this instance stopped\n"
+     "or removed, a network connected to it, a network or volume removed), with the same\n"
+     "backoff, so a tool fighting the watcher never makes it loop; a dropped stream is\n"
+     "reconnected with backoff and followed by one full pass (--no-engine-events: the resync\n"
+     "alone).  A bottle whose manifest disappears is deleted only after it was absent for\n"
+     "--grace s.  A failing bottle is retried with backoff (1 s doubling to 5 min, reset when\n"
+     "its manifest changes); an invalid manifest waits for its file to change; a refused\n"
+     "deletion waits for `bottled approve-deletes`, which the watcher notices within a second.\n"
+     "A .git/index.lock in the directory defers a pass for up to 60 s.  Takes the state dir's\n"
+     "lock for its lifetime and never writes into the manifest directory.  One line per pass\n"
+     "(-q: none; -v: every action too; --json: each pass's result as one JSON object per line\n"
+     "on stdout, the object of `reconcile --json` plus \"pass\": {id, trigger, ms}; other\n"
+     "messages go to stderr).  What it is doing now (idle, settling, deferred, a pass and its\n"
+     "trigger, the next resync) is kept in the state database for `bottled status`.\n\n"
      "Signals: SIGHUP runs a pass now; SIGTERM or SIGINT stop after the current pass (exit 0);\n"
      "SIGUSR1 makes the watch backend act as if it lost events (a full rescan; for tests).\n\n"
      "Exit status: 0 stopped by a signal, 2 bottled's own configuration is wrong or the\n"

@@ -86,6 +86,10 @@ static const struct opt_def defs[OPT__COUNT] = {
                     "full pass at least this often, jittered, to repair drift (default 60)"},
     [OPT_WATCH_BACKEND] = {OPT_WATCH_BACKEND, "watch-backend", 0, "NAME", "BOTTLED_WATCH_BACKEND",
                            "fswatch or inotify (default: the first compiled one that opens)"},
+    [OPT_NO_ENGINE_EVENTS] = {OPT_NO_ENGINE_EVENTS, "no-engine-events", 0, NULL,
+                              "BOTTLED_NO_ENGINE_EVENTS",
+                              "do not follow the engine's event stream (drift is then repaired "
+                              "by the resync alone)"},
 };
 
 int usage_error(const struct cmd *cmd, const char *fmt, ...)
@@ -275,6 +279,9 @@ static int set_opt(const struct cmd *cmd, struct opts *o, enum opt_id id, const 
     }
     case OPT_WATCH_BACKEND:
         return set_str(cmd, &o->watch_backend, id, arg);
+    case OPT_NO_ENGINE_EVENTS:
+        o->no_engine_events = b;
+        break;
     case OPT_MAX_DELETES: {
         size_t n = strlen(arg);
         if (!n || n > 9 || strspn(arg, "0123456789") != n) {

@@ -45,6 +45,7 @@ enum opt_id {
     OPT_GRACE,
     OPT_RESYNC,
     OPT_WATCH_BACKEND,
+    OPT_NO_ENGINE_EVENTS,
     OPT__COUNT,
 };
 
@@ -92,6 +93,7 @@ struct opts {
     long grace_s;                        /* --grace S; default 30 */
     long resync_s;                       /* --resync S; default 60 */
     const char *watch_backend;           /* --watch-backend NAME; NULL: the default */
+    int no_engine_events;                /* --no-engine-events */
     char **owned; /* copies of environment values the fields above point into */
     size_t n_owned;
 };
