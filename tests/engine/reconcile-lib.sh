@@ -7,10 +7,11 @@
 # everything labelled io.bottled.instance=<id> (containers, then volumes, then
 # networks) before the harness's own cleanup, however the test ends.
 #
-# The host firewall is not merged yet: every reconcile runs with
-# --insecure-no-host-firewall, and no test here sends traffic from the agent
-# to its sidecar (on Docker the FORWARD policy drops it until the firewall
-# accepts intra-bridge traffic).
+# Every reconcile runs with --insecure-no-host-firewall unless
+# BD_HOST_FIREWALL is set (non-empty): a test that sends traffic from the
+# agent to its sidecar or gate needs the firewall on (on Docker the FORWARD
+# policy drops intra-bridge traffic until the firewall accepts it); the EXIT
+# trap removes the instance's chains.
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 VERSION=$(sed -n 's/^project(bottled VERSION \([0-9.]*\).*/\1/p' "$REPO/CMakeLists.txt")
@@ -133,8 +134,8 @@ bd() {
     case "$cmd" in
     plan | gc) args+=(--engine "unix://$SOCK" --name-prefix "$PREFIX" --subnet-pool "$POOL") ;;
     reconcile)
-        args+=(--engine "unix://$SOCK" --name-prefix "$PREFIX" --subnet-pool "$POOL"
-            --insecure-no-host-firewall)
+        args+=(--engine "unix://$SOCK" --name-prefix "$PREFIX" --subnet-pool "$POOL")
+        [ -n "${BD_HOST_FIREWALL:-}" ] || args+=(--insecure-no-host-firewall)
         ;;
     esac
     local limit=$BD_TIMEOUT left=$((_RT_DEADLINE - SECONDS))
