@@ -1981,6 +1981,8 @@ out:
  * host; podman#17665 is about the same code): that is an ordinary end of
  * stream here, BD_E_UNAVAIL, and the caller reconnects.
  */
+#define EV_IDLE_WAIT_MS (3600 * 1000) /* no timer of curl's pending: sleep on the socket */
+
 static curl_socket_t ev_open_socket(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
 {
     struct dk *dk = ud;
@@ -2029,10 +2031,45 @@ static size_t on_event_body(char *p, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-static int ev_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
+/*
+ * curl_easy_perform() on a multi handle of its own that sleeps until the
+ * socket or one of curl's own timers needs it: the easy interface would
+ * wake once a second for as long as the stream lives, which an idle
+ * watcher must not.  dk_events_cancel() shutting the socket down wakes it.
+ */
+static CURLcode ev_perform(CURL *c)
 {
-    (void)a, (void)b, (void)c, (void)d;
-    return ev_cancelled(ud) ? 1 : 0;
+    CURLM *m = curl_multi_init();
+    if (!m)
+        return CURLE_OUT_OF_MEMORY;
+    CURLcode cc = CURLE_OK;
+    if (curl_multi_add_handle(m, c) != CURLM_OK) {
+        curl_multi_cleanup(m);
+        return CURLE_FAILED_INIT;
+    }
+    int running = 1;
+    while (running) {
+        if (curl_multi_perform(m, &running) != CURLM_OK) {
+            cc = CURLE_RECV_ERROR;
+            break;
+        }
+        if (!running)
+            break;
+        long to = -1;
+        (void)curl_multi_timeout(m, &to);
+        int ms = to < 0 || to > EV_IDLE_WAIT_MS ? EV_IDLE_WAIT_MS : (int)to;
+        if (curl_multi_poll(m, NULL, 0, ms, NULL) != CURLM_OK) {
+            cc = CURLE_RECV_ERROR;
+            break;
+        }
+    }
+    int left = 0;
+    for (CURLMsg *msg; (msg = curl_multi_info_read(m, &left)) != NULL;)
+        if (msg->msg == CURLMSG_DONE && msg->easy_handle == c)
+            cc = msg->data.result;
+    curl_multi_remove_handle(m, c);
+    curl_multi_cleanup(m);
+    return cc;
 }
 
 static int dk_events(struct engine *e, const struct engine_strv *types, int64_t since,
@@ -2075,11 +2112,8 @@ static int dk_events(struct engine *e, const struct engine_strv *types, int64_t 
     curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, dk);
     curl_easy_setopt(c, CURLOPT_CLOSESOCKETFUNCTION, ev_close_socket);
     curl_easy_setopt(c, CURLOPT_CLOSESOCKETDATA, dk);
-    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, ev_progress);
-    curl_easy_setopt(c, CURLOPT_XFERINFODATA, dk);
 
-    CURLcode cc = curl_easy_perform(c);
+    CURLcode cc = ev_perform(c);
     long code = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
     if (p.stopped || ev_cancelled(dk)) {
