@@ -100,6 +100,42 @@ require_engine() {
     note "engine $ENGINE on $SOCK, run label $RUN_LABEL=$RUN_ID"
 }
 
+# engine_subnets: every subnet of the engine's networks, one per line.  On
+# Podman from its own API: its compat list inspects every container of each
+# network (minutes with a few hundred networks).
+engine_subnets() {
+    if [ "$ENGINE" = podman ]; then
+        curl -sS --max-time 60 --unix-socket "$SOCK" http://d/v4.0.0/libpod/networks/json |
+            python3 -c 'import json,sys; [print(s["subnet"]) for n in json.load(sys.stdin) for s in (n.get("subnets") or [])]'
+    else
+        api GET /networks |
+            python3 -c 'import json,sys; [print(c.get("Subnet","")) for n in json.load(sys.stdin) for c in ((n.get("IPAM") or {}).get("Config") or [])]'
+    fi
+}
+
+# free_pool: a random /24 of 10.213.0.0/16 that no network on the engine
+# overlaps; prints nothing when there is none, fails when the engine's
+# networks cannot be listed.
+free_pool() {
+    local subnets
+    subnets=$(engine_subnets) || return 1
+    python3 -c '
+import ipaddress, random, sys
+used = []
+for line in sys.argv[1].splitlines():
+    try:
+        used.append(ipaddress.ip_network(line.strip(), strict=False))
+    except ValueError:
+        pass
+cands = list(range(1, 255))
+random.shuffle(cands)
+for x in cands:
+    net = ipaddress.ip_network("10.213.%d.0/24" % x)
+    if not any(net.overlaps(u) for u in used if u.version == 4):
+        print(net)
+        break' "$subnets"
+}
+
 # remove_labelled LABEL: force-remove every container, then volume, then
 # network carrying LABEL ("key=value"). Never fails.
 remove_labelled() {

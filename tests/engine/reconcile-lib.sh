@@ -59,26 +59,6 @@ require_images() {
     [ "$code" = 200 ] || fatal "image $AGENT_IMAGE exists in $ENGINE (HTTP $code; run: bash scripts/setup.sh)"
 }
 
-# free_pool: a /24 of 10.213.0.0/16 that no network on the engine overlaps
-free_pool() {
-    api GET /networks | python3 -c '
-import ipaddress, json, random, sys
-used = []
-for n in json.load(sys.stdin):
-    for c in ((n.get("IPAM") or {}).get("Config") or []):
-        try:
-            used.append(ipaddress.ip_network(c.get("Subnet", ""), strict=False))
-        except ValueError:
-            pass
-cands = list(range(1, 255))
-random.shuffle(cands)
-for x in cands:
-    net = ipaddress.ip_network("10.213.%d.0/24" % x)
-    if not any(net.overlaps(u) for u in used if u.version == 4):
-        print(net)
-        break'
-}
-
 # new_state DIR: a state dir as a mutating command leaves it (instance-id,
 # hmac.key), so its instance id is known (and cleaned up) before bottled
 # creates anything; prints the id.

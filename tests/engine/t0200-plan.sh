@@ -48,23 +48,7 @@ head -c 32 /dev/urandom >"$STATE/hmac.key"
 chmod 0600 "$STATE/instance-id" "$STATE/hmac.key"
 
 PREFIX=t0200$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
-# A /24 of 10.213.0.0/16 that no network on the engine overlaps.
-POOL=$(api GET /networks | python3 -c '
-import ipaddress, json, random, sys
-used = []
-for n in json.load(sys.stdin):
-    for c in ((n.get("IPAM") or {}).get("Config") or []):
-        try:
-            used.append(ipaddress.ip_network(c.get("Subnet", ""), strict=False))
-        except ValueError:
-            pass
-cands = list(range(1, 255))
-random.shuffle(cands)
-for x in cands:
-    net = ipaddress.ip_network("10.213.%d.0/24" % x)
-    if not any(net.overlaps(u) for u in used if u.version == 4):
-        print(net)
-        break') || fatal "list the engine's networks"
+POOL=$(free_pool) || fatal "list the engine's networks"
 [ -n "$POOL" ] || fatal "a free /24 in 10.213.0.0/16"
 note "instance $INSTANCE, prefix $PREFIX, pool $POOL"
 

@@ -74,23 +74,7 @@ cp "$REPO/examples/claude.md" "$M/"
 printf 'CLAUDE_OAUTH_TOKEN@api.anthropic.com=t0400-not-a-real-token\n' >"$SECRETS"
 chmod 0600 "$SECRETS"
 PREFIX=t0400$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
-# A /24 of 10.213.0.0/16 that no network on the engine overlaps.
-POOL=$(api GET /networks | python3 -c '
-import ipaddress, json, random, sys
-used = []
-for n in json.load(sys.stdin):
-    for c in ((n.get("IPAM") or {}).get("Config") or []):
-        try:
-            used.append(ipaddress.ip_network(c.get("Subnet", ""), strict=False))
-        except ValueError:
-            pass
-cands = list(range(1, 255))
-random.shuffle(cands)
-for x in cands:
-    net = ipaddress.ip_network("10.213.%d.0/24" % x)
-    if not any(net.overlaps(u) for u in used if u.version == 4):
-        print(net)
-        break') || fatal "list the engine's networks"
+POOL=$(free_pool) || fatal "list the engine's networks"
 [ -n "$POOL" ] || fatal "a free /24 in 10.213.0.0/16"
 # The test's own tags of the two images: specs hold image ids, so a
 # rebuild of the shared tags during the run (another session on the host

@@ -68,22 +68,8 @@ EOF
 }
 printf 'UNUSED@x.test=1\n' >"$_TMP/secrets"
 chmod 0600 "$_TMP/secrets"
-POOL=$(api GET /networks | python3 -c '
-import ipaddress, json, random, sys
-used = []
-for n in json.load(sys.stdin):
-    for c in ((n.get("IPAM") or {}).get("Config") or []):
-        try:
-            used.append(ipaddress.ip_network(c.get("Subnet", ""), strict=False))
-        except ValueError:
-            pass
-cands = list(range(1, 255))
-random.shuffle(cands)
-for x in cands:
-    net = ipaddress.ip_network("10.213.%d.0/24" % x)
-    if not any(net.overlaps(u) for u in used if u.version == 4):
-        print(net)
-        break') || fatal "a free /24"
+POOL=$(free_pool) || fatal "list the engine's networks"
+[ -n "$POOL" ] || fatal "a free /24 in 10.213.0.0/16"
 
 # ctr_field NAME KEY...: a field of the container's inspect, or "none"
 ctr_field() {

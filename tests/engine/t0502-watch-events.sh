@@ -114,32 +114,8 @@ EOF
 }
 printf 'UNUSED@x.test=1\n' >"$_TMP/secrets"
 chmod 0600 "$_TMP/secrets"
-# the subnets in use; on Podman from its own API (its compat list inspects
-# every container per network: minutes with a few hundred networks)
-subnets() {
-    if [ "$ENGINE" = podman ]; then
-        curl -sS --max-time 60 --unix-socket "$SOCK" http://d/v4.0.0/libpod/networks/json |
-            python3 -c 'import json,sys; [print(s["subnet"]) for n in json.load(sys.stdin) for s in (n.get("subnets") or [])]'
-    else
-        api GET /networks |
-            python3 -c 'import json,sys; [print(c.get("Subnet","")) for n in json.load(sys.stdin) for c in ((n.get("IPAM") or {}).get("Config") or [])]'
-    fi
-}
-POOL=$(subnets | python3 -c '
-import ipaddress, random, sys
-used = []
-for line in sys.stdin:
-    try:
-        used.append(ipaddress.ip_network(line.strip(), strict=False))
-    except ValueError:
-        pass
-cands = list(range(1, 255))
-random.shuffle(cands)
-for x in cands:
-    net = ipaddress.ip_network("10.213.%d.0/24" % x)
-    if not any(net.overlaps(u) for u in used if u.version == 4):
-        print(net)
-        break') || fatal "a free /24"
+POOL=$(free_pool) || fatal "list the engine's networks"
+[ -n "$POOL" ] || fatal "a free /24 in 10.213.0.0/16"
 
 ctr_field() {
     local n=$1
