@@ -23,42 +23,4 @@ VERSION=$(sed -n 's/^#define BOTTLED_VERSION "\(.*\)"$/\1/p' "$BUILD/generated/b
 [ -n "$VERSION" ] || die "no BOTTLED_VERSION in $BUILD/generated/build_config.h"
 TAG=localhost/bottled-proxy:$VERSION
 SUM=$(sha256sum "$BIN" | cut -d' ' -f1)
-PODMAN_SOCK=/run/podman/podman.sock
-DOCKER_SOCK=/run/docker.sock
-
-answers() { curl -sf --max-time 2 --unix-socket "$1" http://d/_ping >/dev/null 2>&1; }
-label_of() { # engine-cli... : the binary label of $TAG, empty if absent
-    "$@" image inspect --format '{{ index .Config.Labels "io.bottled.binary-sha256" }}' "$TAG" \
-        2>/dev/null || true
-}
-
-answers "$PODMAN_SOCK" || die "podman does not answer on $PODMAN_SOCK (bash scripts/setup.sh)"
-if [ "${FORCE_IMAGES:-0}" != 1 ] && [ "$(label_of podman)" = "$SUM" ]; then
-    log "podman: $TAG is current"
-else
-    ctx=$(mktemp -d)
-    trap 'rm -rf "$ctx"' EXIT
-    mkdir -p "$ctx/rootfs/usr/local/bin" "$ctx/rootfs/usr/local/lib/bottle-proxy" \
-        "$ctx/rootfs/etc/ld.so.conf.d"
-    install -m 0755 "$BIN" "$ctx/rootfs/usr/local/bin/bottle-proxy"
-    # Every linked library but glibc's own (the base is the same Debian
-    # release, so its glibc is the one we built against).
-    ldd "$BIN" | awk '$2 == "=>" && $3 ~ /^\// { print $3 }' |
-        grep -Ev '/(libc|libm|libpthread|libdl|librt|ld-linux[^/]*)\.so' |
-        while read -r lib; do cp -L "$lib" "$ctx/rootfs/usr/local/lib/bottle-proxy/"; done
-    echo /usr/local/lib/bottle-proxy >"$ctx/rootfs/etc/ld.so.conf.d/bottle-proxy.conf"
-    cp sidecar-proxy/Containerfile "$ctx/Containerfile"
-    log "podman: building $TAG ($(ls "$ctx/rootfs/usr/local/lib/bottle-proxy" | wc -l) libraries)"
-    podman build -q --pull=never --build-arg "BINARY_SHA256=$SUM" -t "$TAG" "$ctx" >/dev/null
-fi
-
-if answers "$DOCKER_SOCK"; then
-    if [ "${FORCE_IMAGES:-0}" != 1 ] && [ "$(label_of env DOCKER_HOST="unix://$DOCKER_SOCK" docker)" = "$SUM" ]; then
-        log "docker: $TAG is current"
-    else
-        log "docker: loading $TAG from podman"
-        podman save --format docker-archive "$TAG" |
-            DOCKER_HOST="unix://$DOCKER_SOCK" docker load -q >/dev/null
-    fi
-fi
-log "$TAG ready (binary sha256 ${SUM:0:12})"
+image_from_binary "$TAG" sidecar-proxy/Containerfile io.bottled.binary-sha256 "$SUM" BINARY_SHA256 "$BIN"
