@@ -63,7 +63,7 @@ t0=$(ms)
 manifest example.org
 wait_pass "$n"
 # pass_ms: the duration the last "watch: pass N (trigger): X ms" line reports
-pass_ms() { tail -1 "$_TMP/w.out" | sed -n 's/^watch: pass [0-9]* ([a-z]*): \([0-9]*\) ms.*/\1/p'; }
+pass_ms() { grep '^watch: pass ' "$_TMP/w.out" | tail -1 | sed -n 's/^watch: pass [0-9]* ([a-z]*): \([0-9]*\) ms.*/\1/p'; }
 verdict() { [ "$1" -lt 1000 ] && echo MET || echo MISSED; }
 total=$(($(ms) - t0))
 took=$(pass_ms)

@@ -279,7 +279,9 @@ static int wait_sidecar(struct worker *w, const char *c, const char *ip, const c
                 }
             }
         }
-        usleep(100 * 1000);
+        /* 20 ms, doubling to 100 ms: a sidecar is usually ready (or has
+         * reloaded) within a few tens of ms, and a pass waits for it */
+        usleep((useconds_t)(tries < 3 ? 20 << (tries - 1) : 100) * 1000);
     }
     *why = xasprintf("the sidecar was not ready within %d s (%s)", APPLY_HEALTHZ_TIMEOUT, last);
     return BD_E_UNAVAIL;
