@@ -26,6 +26,7 @@
 # Finally the event log holds exactly one deletion (b) and no "delete"
 # action for any other bottle.
 . "$(dirname "$0")/harness.sh"
+. "$(dirname "$0")/watch-lib.sh"
 
 : "${BOTTLED_BIN:?BOTTLED_BIN (the bottled binary) must be set; ctest sets it}"
 BACKEND=${1:-${BOTTLED_WATCH_BACKEND:-}}
@@ -71,43 +72,13 @@ chmod 0600 "$_TMP/secrets"
 POOL=$(free_pool) || fatal "list the engine's networks"
 [ -n "$POOL" ] || fatal "a free /24 in 10.213.0.0/16"
 
-# ctr_field NAME KEY...: a field of the container's inspect, or "none"
-ctr_field() {
-    local n=$1
-    shift
-    api GET "/containers/$n/json" 2>/dev/null | jget "$@" 2>/dev/null || echo none
-}
 running() { [ "$(ctr_field "$PREFIX-$1-agent" State Running)" = True ]; }
 agent_env() { ctr_field "$PREFIX-$1-agent" Config Env | python3 -c '
 import json, sys
 for e in json.loads(sys.stdin.read() or "[]"):
     if e.startswith("X="):
         print(e[2:])' 2>/dev/null || true; }
-# wait_for DESCRIPTION COMMAND...: polls COMMAND until it succeeds or DEADLINE
-wait_for() {
-    local what=$1 t0
-    shift
-    t0=$(date +%s)
-    while [ $(($(date +%s) - t0)) -lt "$DEADLINE" ]; do
-        if "$@"; then
-            pass "$what ($(($(date +%s) - t0)) s)"
-            return 0
-        fi
-        kill -0 "$WPID" 2>/dev/null || fatal "$what: the watcher died: $(tail -5 "$_TMP/w.err")"
-        sleep 0.3
-    done
-    fail "$what: not within $DEADLINE s; watcher: $(tail -5 "$_TMP/w.out" | tr '\n' '|') $(tail -5 "$_TMP/w.err" | tr '\n' '|')"
-    return 0
-}
-deletions() { # BOTTLE: how many times the event log says it was deleted
-    sqlite3 "$STATE/state.db" "SELECT count(*) FROM events WHERE kind = 'deleted' AND bottle = '$1'" 2>/dev/null || echo "?"
-}
-passes() { grep -c '^watch: pass ' "$_TMP/w.out" || true; }
-more_passes() { [ "$(passes)" -gt "$1" ]; }
 env_is() { [ "$(agent_env "$1")" = "$2" ]; }
-gone() { [ "$(ctr_field "$PREFIX-$1-agent" Id)" = none ] && [ "$(ctr_field "$PREFIX-$1-proxy" Id)" = none ]; }
-# deleted BOTTLE: its containers are gone and the event log recorded the deletion
-deleted() { gone "$1" && [ "$(deletions "$1")" -ge 1 ]; }
 
 # ---- start ---------------------------------------------------------------------
 manifest "$TREES/t1/a.md" 1

@@ -23,6 +23,7 @@
 #              (trigger, actions, engine changes); `bottled status` shows it
 #              running and what it does; after SIGTERM, stopped
 . "$(dirname "$0")/harness.sh"
+. "$(dirname "$0")/watch-lib.sh"
 
 : "${BOTTLED_BIN:?BOTTLED_BIN (the bottled binary) must be set; ctest sets it}"
 BACKEND=${1:-${BOTTLED_WATCH_BACKEND:-}}
@@ -65,34 +66,8 @@ chmod 0600 "$_TMP/secrets"
 POOL=$(free_pool) || fatal "list the engine's networks"
 [ -n "$POOL" ] || fatal "a free /24 in 10.213.0.0/16"
 
-ctr_field() {
-    local n=$1
-    shift
-    api GET "/containers/$n/json" 2>/dev/null | jget "$@" 2>/dev/null || echo none
-}
 running() { [ "$(ctr_field "$PREFIX-$1-agent" State Running)" = True ]; }
-gone() { [ "$(ctr_field "$PREFIX-$1-agent" Id)" = none ] && [ "$(ctr_field "$PREFIX-$1-proxy" Id)" = none ]; }
-col() { sqlite3 "$STATE/state.db" "SELECT $2 FROM bottles WHERE name = '$1'" 2>/dev/null || true; }
-deletions() { sqlite3 "$STATE/state.db" "SELECT count(*) FROM events WHERE kind = 'deleted' AND bottle = '$1'" 2>/dev/null || echo "?"; }
-deleted() { gone "$1" && [ "$(deletions "$1")" -ge 1 ]; }
-passes() { grep -c '^watch: pass ' "$_TMP/w.out" || true; }
-more_passes() { [ "$(passes)" -gt "$1" ]; }
 has_col() { [ "$(col "$1" "$2")" = "$3" ]; }
-wait_for() {
-    local what=$1 t0
-    shift
-    t0=$(date +%s)
-    while [ $(($(date +%s) - t0)) -lt "$DEADLINE" ]; do
-        if "$@"; then
-            pass "$what ($(($(date +%s) - t0)) s)"
-            return 0
-        fi
-        kill -0 "$WPID" 2>/dev/null || fatal "$what: the watcher died: $(tail -5 "$_TMP/w.err")"
-        sleep 0.3
-    done
-    fail "$what: not within $DEADLINE s; watcher: $(tail -5 "$_TMP/w.out" | tr '\n' '|') $(tail -5 "$_TMP/w.err" | tr '\n' '|')"
-    return 0
-}
 
 GOOD=localhost/bottled-agent:latest
 manifest "$M/ok.md" "$GOOD"

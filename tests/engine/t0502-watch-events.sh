@@ -25,6 +25,7 @@
 #   --no-engine-events  a watcher without the stream leaves a removed agent
 #                     alone (resync 3600) until SIGHUP
 . "$(dirname "$0")/harness.sh"
+. "$(dirname "$0")/watch-lib.sh"
 
 : "${BOTTLED_BIN:?BOTTLED_BIN (the bottled binary) must be set; ctest sets it}"
 BACKEND=${1:-${BOTTLED_WATCH_BACKEND:-}}
@@ -117,19 +118,12 @@ chmod 0600 "$_TMP/secrets"
 POOL=$(free_pool) || fatal "list the engine's networks"
 [ -n "$POOL" ] || fatal "a free /24 in 10.213.0.0/16"
 
-ctr_field() {
-    local n=$1
-    shift
-    api GET "/containers/$n/json" 2>/dev/null | jget "$@" 2>/dev/null || echo none
-}
 running() { [ "$(ctr_field "$PREFIX-$1" State Running)" = True ]; }
-col() { sqlite3 "$STATE/state.db" "SELECT $2 FROM bottles WHERE name = '$1'" 2>/dev/null || true; }
 # repair attempts: a's agent created, or a's work failed (the tool removed
 # the new agent before the pass had started it)
 attempts() {
     sqlite3 "$STATE/state.db" "SELECT count(*) FROM events WHERE bottle = 'a' AND (kind = 'failed' OR (kind IN ('create', 'recreate') AND detail LIKE 'agent %'))" 2>/dev/null || echo 0
 }
-passes() { grep -c '^watch: pass ' "$_TMP/w.out" || true; }
 engine_passes() { grep -c '^watch: pass [0-9]* (engine)' "$_TMP/w.out" || true; }
 more() { [ "$("$1")" -gt "$2" ]; }
 has_line() { grep -q "$2" "$_TMP/w.$1"; }
@@ -139,19 +133,9 @@ networks_of_agent() {
 }
 not_attached() { ! networks_of_agent | grep -qw "$1" && running a-agent; }
 wait_for() { # DESCRIPTION SECONDS COMMAND...
-    local what=$1 limit=$2 t0
+    local what=$1 limit=$2
     shift 2
-    t0=$(date +%s)
-    while [ $(($(date +%s) - t0)) -lt "$limit" ]; do
-        if "$@"; then
-            pass "$what ($(($(date +%s) - t0)) s)"
-            return 0
-        fi
-        kill -0 "$WPID" 2>/dev/null || fatal "$what: the watcher died: $(tail -5 "$_TMP/w.err")"
-        sleep 0.2
-    done
-    fail "$what: not within $limit s; watcher: $(tail -6 "$_TMP/w.out" | tr '\n' '|') $(tail -4 "$_TMP/w.err" | tr '\n' '|')"
-    return 0
+    wait_within "$limit" "$what" "$@"
 }
 start_watcher() { # EXTRA-ARGS...
     local -a args=(watch -d "$M" --state-dir "$STATE" --secrets "$_TMP/secrets"
