@@ -248,3 +248,21 @@ for line in sys.stdin:
 # mutating_events SINCE ID: engine_events without the exec sessions (a pass
 # asks the sidecars for their config hash through exec): what changed
 mutating_events() { engine_events "$1" "$2" | { grep -v '^exec ' || true; }; }
+
+# build_sleep_gate_image TAG: an image standing in for the gate in tests that
+# exercise the reconciler's side of it (uid 10098 like the real gate image,
+# `sleep infinity`), built through the engine API with the run's label;
+# fatal when it cannot be built.  The caller removes it on exit.
+build_sleep_gate_image() {
+    local tag=$1 code
+    mkdir -p "$_TMP/gatectx"
+    printf 'FROM localhost/bottled-debian:latest\nUSER 10098:10098\nENTRYPOINT ["sleep", "infinity"]\n' \
+        >"$_TMP/gatectx/Dockerfile"
+    tar -C "$_TMP/gatectx" -cf "$_TMP/gatectx.tar" Dockerfile
+    code=$(curl -sS --max-time 120 -o "$_TMP/build.out" -w '%{http_code}' --unix-socket "$SOCK" \
+        -X POST -H 'Content-Type: application/x-tar' --data-binary "@$_TMP/gatectx.tar" \
+        "$API/build?t=$(urlenc "$tag")&labels=$(urlenc "{\"$RUN_LABEL\":\"$RUN_ID\"}")")
+    if [ "$code" != 200 ] || [ "$(api_code GET "/images/$(urlenc "$tag")/json")" != 200 ]; then
+        fatal "build the gate test image (HTTP $code: $(head -c 300 "$_TMP/build.out"))"
+    fi
+}

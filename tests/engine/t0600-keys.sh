@@ -23,10 +23,11 @@
 #      deleted at the forge, then everything else, and the bottle forgotten;
 #   7. a token whose binding does not cover the API host fails the bottle
 #      before any container starts, naming the secret, never the value.
-# The gate runs a test image (localhost/bottled-debian, uid 10098 like the
-# real one, `sleep infinity`, built through the engine API): the real gate
-# image is another branch's.  The sidecar image must understand routes.json
-# "tunnels" (rebuild it with scripts/build-proxy-image.sh after updating).
+# The gate runs a stand-in image (build_sleep_gate_image: uid 10098 like the
+# real one, `sleep infinity`), so the test can write the gate's status file
+# itself; the real gate image is exercised by t0610 and tests/gate.  The
+# sidecar image must understand routes.json "tunnels" (rebuild it with
+# scripts/build-proxy-image.sh after updating).
 . "$(dirname "$0")/harness.sh"
 . "$(dirname "$0")/reconcile-lib.sh"
 . "$REPO/tests/forge/forge-lib.sh"
@@ -45,16 +46,7 @@ _t0600_exit() {
 trap _t0600_exit EXIT
 
 # ---- the gate test image ----------------------------------------------------
-mkdir -p "$_TMP/gatectx"
-printf 'FROM localhost/bottled-debian:latest\nUSER 10098:10098\nENTRYPOINT ["sleep", "infinity"]\n' \
-    >"$_TMP/gatectx/Dockerfile"
-tar -C "$_TMP/gatectx" -cf "$_TMP/gatectx.tar" Dockerfile
-code=$(curl -sS --max-time 120 -o "$_TMP/build.out" -w '%{http_code}' --unix-socket "$SOCK" \
-    -X POST -H 'Content-Type: application/x-tar' --data-binary "@$_TMP/gatectx.tar" \
-    "$API/build?t=$(urlenc "$GATE_IMAGE")&labels=$(urlenc "{\"$RUN_LABEL\":\"$RUN_ID\"}")")
-if [ "$code" != 200 ] || [ "$(api_code GET "/images/$(urlenc "$GATE_IMAGE")/json")" != 200 ]; then
-    fatal "build the gate test image (HTTP $code: $(head -c 300 "$_TMP/build.out"))"
-fi
+build_sleep_gate_image "$GATE_IMAGE"
 
 # ---- the forge ----------------------------------------------------------------
 forge_start gitea "$_TMP/forge" team/app other/lib || fatal "start the fake forge"

@@ -32,16 +32,7 @@ _t0601_exit() {
 }
 trap _t0601_exit EXIT
 
-mkdir -p "$_TMP/gatectx"
-printf 'FROM localhost/bottled-debian:latest\nUSER 10098:10098\nENTRYPOINT ["sleep", "infinity"]\n' \
-    >"$_TMP/gatectx/Dockerfile"
-tar -C "$_TMP/gatectx" -cf "$_TMP/gatectx.tar" Dockerfile
-code=$(curl -sS --max-time 120 -o "$_TMP/build.out" -w '%{http_code}' --unix-socket "$SOCK" \
-    -X POST -H 'Content-Type: application/x-tar' --data-binary "@$_TMP/gatectx.tar" \
-    "$API/build?t=$(urlenc "$GATE_IMAGE")&labels=$(urlenc "{\"$RUN_LABEL\":\"$RUN_ID\"}")")
-if [ "$code" != 200 ] || [ "$(api_code GET "/images/$(urlenc "$GATE_IMAGE")/json")" != 200 ]; then
-    fatal "build the gate test image (HTTP $code: $(head -c 300 "$_TMP/build.out"))"
-fi
+build_sleep_gate_image "$GATE_IMAGE"
 
 forge_start gitea "$_TMP/forge" team/app || fatal "start the fake forge"
 bg_started "$FORGE_PID"
