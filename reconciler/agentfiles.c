@@ -330,6 +330,23 @@ static int pad(struct buf *out, size_t len)
     return rem ? buf_append(out, zero, TAR_BLOCK - rem) : 0;
 }
 
+/* A regular-file member with its content in e->data: header, content, padding.
+ * 0, or nonzero when the path does not fit or out is full (as header()). */
+static int member(struct buf *out, const struct entry *e)
+{
+    int r = header(out, e, e->len);
+    if (r == 0 && e->len && (buf_append(out, e->data, e->len) != 0 || pad(out, e->len) != 0))
+        r = BD_E_TOO_BIG;
+    return r;
+}
+
+/* The end of the archive: two zero blocks. */
+static int trailer(struct buf *out)
+{
+    static const char end[2 * TAR_BLOCK];
+    return buf_append(out, end, sizeof(end));
+}
+
 /* Reads a skill file as found by the walk; the size is re-checked. */
 static int read_src(const struct entry *e, struct buf *content, char **ret_err)
 {
@@ -436,8 +453,7 @@ int agent_files_tar(const struct agent_files_in *in, unsigned char **ret_tar, si
             goto out;
         }
     }
-    static const char end[2 * TAR_BLOCK];
-    if (buf_append(&out, end, sizeof(end)) != 0) {
+    if (trailer(&out) != 0) {
         t.err = xstrdup("the agent's files are too large");
         goto out;
     }
@@ -483,9 +499,9 @@ int cfg_generation_tar(const struct render_file *files, size_t n_files, const ch
                           .mode = files[i].private ? 0600 : 0644,
                           .uid = uid,
                           .gid = gid};
-        int hr = header(&out, &e, e.len);
+        int hr = member(&out, &e);
         free(path);
-        if (hr != 0 || (e.len && (buf_append(&out, e.data, e.len) != 0 || pad(&out, e.len) != 0)))
+        if (hr != 0)
             goto out;
     }
     /* the pointer last: the sidecar never sees it before the files */
@@ -495,11 +511,7 @@ int cfg_generation_tar(const struct render_file *files, size_t n_files, const ch
                       .mode = 0644,
                       .uid = uid,
                       .gid = gid};
-    if (header(&out, &c, c.len) != 0 || buf_append(&out, current, c.len) != 0 ||
-        pad(&out, c.len) != 0)
-        goto out;
-    static const char end[2 * TAR_BLOCK];
-    if (buf_append(&out, end, sizeof(end)) != 0)
+    if (member(&out, &c) != 0 || trailer(&out) != 0)
         goto out;
     *ret_tar = (unsigned char *)buf_detach(&out, ret_len);
     r = 0;
@@ -540,13 +552,12 @@ int gate_files_tar(const struct render_file *files, size_t n_files, unsigned cha
                           .mode = files[i].private ? 0600 : 0644,
                           .uid = GATE_UID,
                           .gid = GATE_GID};
-        int hr = header(&out, &e, e.len);
+        int hr = member(&out, &e);
         free(path);
-        if (hr != 0 || (e.len && (buf_append(&out, e.data, e.len) != 0 || pad(&out, e.len) != 0)))
+        if (hr != 0)
             goto out;
     }
-    static const char end[2 * TAR_BLOCK];
-    if (buf_append(&out, end, sizeof(end)) != 0)
+    if (trailer(&out) != 0)
         goto out;
     *ret_tar = (unsigned char *)buf_detach(&out, ret_len);
     r = 0;
@@ -565,9 +576,8 @@ int dir_entry_tar(const char *path, unsigned mode, unsigned uid, unsigned gid,
     buf_init(&out, 16 * TAR_BLOCK);
     char *p = xasprintf("%s/", path);
     struct entry d = {.path = p, .mode = mode, .uid = uid, .gid = gid};
-    static const char end[2 * TAR_BLOCK];
     int r = BD_E_INVAL;
-    if (header(&out, &d, 0) == 0 && buf_append(&out, end, sizeof(end)) == 0) {
+    if (header(&out, &d, 0) == 0 && trailer(&out) == 0) {
         *ret_tar = (unsigned char *)buf_detach(&out, ret_len);
         r = 0;
     }
