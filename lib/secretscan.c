@@ -281,15 +281,22 @@ static int in_alphabet(enum secret_encoding enc, unsigned char c)
     return c != 0 && memchr(alpha, c, 64) != NULL;
 }
 
-int secret_set_redact(const struct secret_set *set, const char *s, size_t n, struct buf *out,
-                      size_t *ret_count)
+/*
+ * Calls fn for each span secret_set_redact() would replace, in order:
+ * [start, end) and the pattern of its leftmost occurrence.  Stops early
+ * when fn returns nonzero and returns that value.
+ */
+typedef int (*span_fn)(void *ctx, size_t start, size_t end, const struct pat *p);
+
+static int for_each_span(const struct secret_set *set, const char *s, size_t n, span_fn fn,
+                         void *ctx)
 {
     struct hits h;
-    size_t pos = 0, count = 0;
-    int err = 0;
+    size_t pos = 0;
+    int r = 0;
 
     collect(set, s, n, &h);
-    for (size_t i = 0; i < h.n && !err;) {
+    for (size_t i = 0; i < h.n && !r;) {
         const struct pat *p = &set->pats[h.v[i].pat];
         size_t start = h.v[i].off, end = h.v[i].off + h.v[i].len;
         /* Widen over partial base64 characters, then swallow overlaps. */
@@ -308,19 +315,69 @@ int secret_set_redact(const struct secret_set *set, const char *s, size_t n, str
             if (e > end)
                 end = e;
         }
-        err = buf_append(out, s + pos, start - pos);
-        if (!err)
-            err = buf_appendf(out, "[REDACTED:%s]", set->names[p->secret]);
-        count++;
+        r = fn(ctx, start, end, p);
         pos = end;
         i = j;
     }
-    if (!err)
-        err = buf_append(out, s + pos, n - pos);
     free(h.v);
-    if (!err && ret_count)
-        *ret_count = count;
+    return r;
+}
+
+struct redact_ctx {
+    const struct secret_set *set;
+    const char *s;
+    struct buf *out;
+    size_t pos, count;
+};
+
+static int redact_span(void *ctx, size_t start, size_t end, const struct pat *p)
+{
+    struct redact_ctx *rc = ctx;
+    int err = buf_append(rc->out, rc->s + rc->pos, start - rc->pos);
+    if (!err)
+        err = buf_appendf(rc->out, "[REDACTED:%s]", rc->set->names[p->secret]);
+    rc->count++;
+    rc->pos = end;
     return err;
+}
+
+int secret_set_redact(const struct secret_set *set, const char *s, size_t n, struct buf *out,
+                      size_t *ret_count)
+{
+    struct redact_ctx rc = {set, s, out, 0, 0};
+    int err = for_each_span(set, s, n, redact_span, &rc);
+    if (!err)
+        err = buf_append(out, s + rc.pos, n - rc.pos);
+    if (!err && ret_count)
+        *ret_count = rc.count;
+    return err;
+}
+
+struct cross_ctx {
+    size_t cut, start;
+};
+
+static int cross_span(void *ctx, size_t start, size_t end, const struct pat *p)
+{
+    struct cross_ctx *cc = ctx;
+    (void)p;
+    if (start >= cc->cut)
+        return 1; /* spans come in order: none later crosses */
+    if (end > cc->cut) {
+        cc->start = start;
+        return 2;
+    }
+    return 0;
+}
+
+int secret_set_span_across(const struct secret_set *set, const char *s, size_t n, size_t cut,
+                           size_t *ret_start)
+{
+    struct cross_ctx cc = {cut, 0};
+    if (for_each_span(set, s, n, cross_span, &cc) != 2)
+        return 0;
+    *ret_start = cc.start;
+    return 1;
 }
 
 void secret_set_free(struct secret_set *set)

@@ -103,6 +103,16 @@ size_t secret_set_scan(const struct secret_set *set, const char *s, size_t n,
 int secret_set_redact(const struct secret_set *set, const char *s, size_t n, struct buf *out,
                       size_t *ret_count);
 
+/*
+ * 1 and *ret_start if one of the spans secret_set_redact(s, n) would
+ * replace starts before cut and ends after it (overlapping occurrences
+ * merged, base64 partial characters included); else 0.  A streaming
+ * redactor cuts its text only where this says 0, so no secret is split
+ * between two pieces.
+ */
+int secret_set_span_across(const struct secret_set *set, const char *s, size_t n, size_t cut,
+                           size_t *ret_start);
+
 /* Frees the set, wiping its copies of the values.  NULL is allowed. */
 void secret_set_free(struct secret_set *set);
 

@@ -17,8 +17,7 @@
 #define STREAM_SLACK  ((size_t)1 << 20)
 #define PEND_MAX      ((size_t)16 << 20)
 #define SSE_EVENT_MAX ((size_t)64 << 10) /* an event longer than this is cut like text */
-#define CUT_MATCHES   16
-#define CUT_STEPS     64 /* safe_cut's walk back */
+#define CUT_STEPS     64                 /* safe_cut's walk back */
 
 /* ---- known secrets ---------------------------------------------------- */
 
@@ -329,41 +328,26 @@ static size_t sse_boundary(const char *p, size_t n)
 }
 
 /*
- * Moves cut back until no occurrence comes within a byte of it: none is
- * split, the character a base64 occurrence owns on either side stays with
- * it, and touching occurrences stay together (redact makes them one).  The
- * cut only moves back, so it stays `window` bytes before the end and every
+ * Moves cut back until no span that redaction would replace crosses it
+ * (secret_set_span_across: overlapping and touching occurrences merged,
+ * with the character a base64 occurrence owns on either side).  The cut
+ * only moves back, so it stays `window` bytes before the end and every
  * occurrence that starts before it is complete in p and seen here; moving
- * it forward past one could split the next, not yet complete (CUT_STEPS
- * bounds the walk over a run of touching occurrences: then nothing is cut).
+ * it forward past one could split the next, not yet complete.  A span that
+ * began before the scanned stretch moves the cut to the stretch's start,
+ * and the next step looks further back (CUT_STEPS bounds the walk over a
+ * long run of touching occurrences: then nothing is cut).
  */
 static size_t safe_cut(const struct dlp_stream *s, const char *p, size_t len, size_t cut)
 {
-    size_t from = cut > s->window ? cut - s->window : 0;
     for (int steps = 0; cut > 0; steps++) {
         if (steps == CUT_STEPS)
             return 0;
-        size_t lim = cut + s->window < len ? cut + s->window : len;
-        struct secret_match m[CUT_MATCHES];
-        size_t k = secret_set_scan(s->secrets, p + from, lim - from, m, CUT_MATCHES);
-        size_t i = 0, moved = 0;
-        for (; i < k && i < CUT_MATCHES; i++) {
-            size_t off = from + m[i].off, end = off + m[i].len + 1;
-            size_t start = off ? off - 1 : 0;
-            if (start >= cut)
-                break;
-            if (end > cut) {
-                cut = start;
-                moved = 1;
-                break;
-            }
-        }
-        if (moved)
-            from = cut > s->window ? cut - s->window : 0;
-        else if (i == CUT_MATCHES && k > CUT_MATCHES)
-            from += m[CUT_MATCHES - 1].off + m[CUT_MATCHES - 1].len; /* the next matches */
-        else
+        size_t from = cut > s->window ? cut - s->window : 0;
+        size_t lim = cut + s->window < len ? cut + s->window : len, start;
+        if (!secret_set_span_across(s->secrets, p + from, lim - from, cut - from, &start))
             break;
+        cut = from + start;
     }
     return cut;
 }

@@ -557,6 +557,49 @@ static void test_stream_run_of_occurrences(void **state)
     secret_set_free(set);
 }
 
+/*
+ * Two secrets whose values overlap: the cut must not fall inside the
+ * second even though the first ends before it (every byte of both is
+ * redacted, as one span).
+ */
+static void test_stream_overlapping_secrets_at_cut(void **state)
+{
+    (void)state;
+    const char *a = "AAAAbbbbCCCC1234", *b = "CCCC1234ddddEEEE5678";
+    struct secret_set *set = secret_set_new();
+    assert_int_equal(secret_set_add(set, "first", a, strlen(a)), 0);
+    assert_int_equal(secret_set_add(set, "second", b, strlen(b)), 0);
+    assert_int_equal(secret_set_compile(set), 0);
+    size_t window = 3 * strlen(b) + 4, n = 0;
+    struct dlp_stream s;
+    struct buf out, want;
+    const char *hit;
+    char f[101], t[57];
+    memset(f, 'f', 100);
+    memset(t, 't', 56);
+    f[100] = t[56] = '\0';
+
+    dlp_stream_init(&s, set, window, 0, 0);
+    buf_init(&out, 1 << 20);
+    /* f x100, A at 100..116, B at 108..128, then t: the first cut would be
+     * at 120, after A and inside B */
+    assert_int_equal(dlp_stream_push(&s, f, 100), 0);
+    assert_int_equal(dlp_stream_push(&s, "AAAAbbbbCCCC1234ddddEEEE5678", 28), 0);
+    assert_int_equal(dlp_stream_push(&s, t, 56), 0);
+    assert_int_equal(dlp_stream_take(&s, 0, &out, &hit, &n), 0);
+    assert_int_equal(out.len, 100); /* cut moved back to where A begins */
+    assert_int_equal(dlp_stream_take(&s, 1, &out, &hit, &n), 0);
+    buf_init(&want, 1 << 20);
+    buf_appendf(&want, "%s[REDACTED:first]%s", f, t);
+    assert_string_equal(buf_cstr(&out), buf_cstr(&want));
+    assert_null(strstr(buf_cstr(&out), "dddd"));
+    assert_int_equal(n, 1);
+    buf_release(&want);
+    buf_release(&out);
+    dlp_stream_release(&s);
+    secret_set_free(set);
+}
+
 static void test_stream_sse(void **state)
 {
     (void)state;
@@ -652,6 +695,7 @@ int main(void)
         cmocka_unit_test(test_stream_redacts_across_pieces),
         cmocka_unit_test(test_stream_touching_occurrences),
         cmocka_unit_test(test_stream_run_of_occurrences),
+        cmocka_unit_test(test_stream_overlapping_secrets_at_cut),
         cmocka_unit_test(test_stream_sse),
         cmocka_unit_test(test_stream_injection),
     };
