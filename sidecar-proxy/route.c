@@ -406,8 +406,8 @@ static char *form_decode(const char *s, size_t n)
     return d;
 }
 
-/* Any query parameter "service" whose value names receive-pack. */
-static int query_is_push(struct slice q)
+/* Is pred true of any name=value parameter of the query (form-decoded)? */
+static int query_any(struct slice q, int (*pred)(const char *name, const char *value))
 {
     const char *p = q.ptr, *end;
 
@@ -422,15 +422,81 @@ static int query_is_push(struct slice q)
         if (eq) {
             char *name = form_decode(p, (size_t)(eq - p));
             char *value = form_decode(eq + 1, (size_t)(amp - eq - 1));
-            int push = strcasecmp(name, "service") == 0 && strcasestr(value, "receive-pack");
+            int yes = pred(name, value);
             free(name);
             free(value);
-            if (push)
+            if (yes)
                 return 1;
         }
         p = amp + 1;
     }
     return 0;
+}
+
+/* A parameter "service" whose value names receive-pack. */
+static int param_is_push(const char *name, const char *value)
+{
+    return strcasecmp(name, "service") == 0 && strcasestr(value, "receive-pack") != NULL;
+}
+
+/* Value of a base64url digit (RFC 4648 section 5; '+' and '/' too), or -1. */
+static int b64url_digit(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '-' || c == '+')
+        return 62;
+    if (c == '_' || c == '/')
+        return 63;
+    return -1;
+}
+
+/*
+ * A parameter "dns" (RFC 8484's GET form, on any path) whose value
+ * decodes as base64url to a DNS query: a 12-byte header with QR clear,
+ * opcode QUERY, one question or more and no answers, and a first question
+ * whose name is a well-formed label sequence followed by type and class.
+ */
+static int param_is_doh(const char *name, const char *value)
+{
+    unsigned char m[512];
+    size_t n = 0, bits = 0;
+    unsigned acc = 0;
+
+    if (strcasecmp(name, "dns") != 0)
+        return 0;
+    for (const char *c = value; *c && *c != '='; c++) {
+        int d = b64url_digit((unsigned char)*c);
+        if (d < 0)
+            return 0;
+        acc = (acc << 6) | (unsigned)d;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (n == sizeof(m))
+                break; /* the header and first question are all we look at */
+            m[n++] = (unsigned char)(acc >> bits);
+        }
+    }
+    if (n < 17 || (m[2] & 0x80) || ((m[2] >> 3) & 0x0f) != 0)
+        return 0;
+    unsigned qd = (unsigned)m[4] << 8 | m[5], an = (unsigned)m[6] << 8 | m[7];
+    if (qd == 0 || an != 0)
+        return 0;
+    size_t at = 12, name_len = 0;
+    while (at < n && m[at] != 0) {
+        if (m[at] > 63)
+            return 0;
+        name_len += m[at] + 1u;
+        at += m[at] + 1u;
+        if (name_len > 255)
+            return 0;
+    }
+    return at + 5 <= n; /* the root label, QTYPE and QCLASS */
 }
 
 /* Does path contain word, case-insensitively?  For "git-receive-pack"
@@ -550,13 +616,14 @@ int route_match_request(const struct route_table *t, const struct pconf_route *r
     ri = (size_t)(r - t->conf->routes);
     cr = &t->routes[ri];
 
-    if (path_contains(norm_path, "git-receive-pack") || query_is_push(query) ||
+    if (path_contains(norm_path, "git-receive-pack") || query_any(query, param_is_push) ||
         request_has_media(hdr_names, hdr_values, n_hdrs, content_type, push_types)) {
         *reason = "git push (git-receive-pack) is denied";
         return 0;
     }
     if (request_has_media(hdr_names, hdr_values, n_hdrs, content_type, doh_types) ||
-        last_segment_is(norm_path, "dns-query", 0) || last_segment_is(norm_path, "resolve", 1)) {
+        last_segment_is(norm_path, "dns-query", 0) || last_segment_is(norm_path, "resolve", 1) ||
+        query_any(query, param_is_doh)) {
         *reason = "DNS over HTTPS is denied";
         return 0;
     }

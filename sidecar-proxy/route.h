@@ -21,8 +21,10 @@
  *     application/x-git-receive-pack-{request,result,advertisement}) and
  *     DNS over HTTPS (a Content-Type or Accept of application/dns-message
  *     or application/dns-json, a last path segment "dns-query" at any
- *     depth, or the path "/resolve" itself: "resolve" deeper down is a
- *     common API verb, "dns-query" is not).  Case-insensitive; a trailing
+ *     depth, the path "/resolve" itself: "resolve" deeper down is a
+ *     common API verb, "dns-query" is not; or, on any path, a query
+ *     parameter "dns" whose value decodes as base64url to a DNS query
+ *     message, RFC 8484's GET form).  Case-insensitive; a trailing
  *     '/' and ";parameters" of the last segment are ignored, as servlet
  *     containers ignore them;
  *   - route.git_fetch allows exactly "GET <repo>/info/refs" with the query

@@ -317,6 +317,22 @@ static const struct req_case reqs[] = {
      "DNS over HTTPS is denied"},
     {OPEN, "GET", "/q", "accept: application/dns-messages\n", NULL, 1, "route has no matches"},
     {API, "GET", "/api/dns-query", NULL, NULL, 0, "DNS over HTTPS is denied"},
+    /* RFC 8484's GET form on any path: a "dns" parameter holding a query */
+    {OPEN, "GET", "/x?dns=AAABAAABAAAAAAAAA3d3dwdleGFtcGxlA2NvbQAAAQAB", NULL, NULL, 0,
+     "DNS over HTTPS is denied"},
+    {OPEN, "GET", "/a/b?ct=x&DNS=AAABAAABAAAAAAAAA3d3dwdleGFtcGxlA2NvbQAAAQAB=", NULL, NULL, 0,
+     "DNS over HTTPS is denied"},
+    {OPEN, "GET", "/x?dns=AAABAAABAAAAAAAAA3d3dwdleGFtcGxlA2NvbQAAAQAB&y=1", NULL, NULL, 0,
+     "DNS over HTTPS is denied"},
+    {API, "GET", "/api/v1?dns=AAABAAABAAAAAAAAB2V4YW1wbGUDY29tAAAcAAE", NULL, NULL, 0,
+     "DNS over HTTPS is denied"},
+    /* not a DNS query: a response (QR set), a word, a truncated question */
+    {OPEN, "GET", "/x?dns=AACBAAABAAAAAAAAA3d3dwdleGFtcGxlA2NvbQAAAQAB", NULL, NULL, 1,
+     "route has no matches"},
+    {OPEN, "GET", "/x?dns=cloudflare", NULL, NULL, 1, "route has no matches"},
+    {OPEN, "GET", "/x?dns=AAABAAABAAAAAAAAA3d3dwdleGFt", NULL, NULL, 1, "route has no matches"},
+    {OPEN, "GET", "/x?mydns=AAABAAABAAAAAAAAA3d3dwdleGFtcGxlA2NvbQAAAQAB", NULL, NULL, 1,
+     "route has no matches"},
     /* regex limits fail closed, at once */
     {EVILH, "GET", "/x", "x-evil: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab\n",
      NULL, 0, "regex match limit"},
