@@ -242,12 +242,32 @@ static int flag_tag(const unsigned char *s, size_t i, int escaped)
     return i >= 12 && ci_eq(s + i - 12, "\\ud83c\\udff4", 12);
 }
 
+#define NO_COMMENT  SIZE_MAX       /* outside a comment */
+#define OPEN_BEFORE (SIZE_MAX - 1) /* in a comment opened before the scanned text */
+
 struct scan_ctx {
     const unsigned char *s;
-    size_t comment_open; /* SIZE_MAX when outside a comment */
+    size_t comment_open; /* the comment's "<!--", NO_COMMENT or OPEN_BEFORE */
+    size_t mark;         /* the state as if the text ended at mark: */
+    size_t mark_open;    /* comment_open after the hits that start before it */
     int found;
     struct injection_match m;
 };
+
+/* Does a "-->" or word starting at start lie past the "<!--" at open? */
+static int inside(size_t open, size_t start)
+{
+    return open == OPEN_BEFORE || (open != NO_COMMENT && start >= open + 4);
+}
+
+/* The comment state machine: what "<!--" and "-->" at start do to *open. */
+static void comment_step(size_t *open, enum kind kind, size_t start)
+{
+    if (kind == K_COMMENT_OPEN && *open == NO_COMMENT)
+        *open = start;
+    else if (kind == K_COMMENT_CLOSE && inside(*open, start))
+        *open = NO_COMMENT;
+}
 
 static int on_hit(void *ctx, uint32_t id, size_t len, size_t end)
 {
@@ -261,19 +281,19 @@ static int on_hit(void *ctx, uint32_t id, size_t len, size_t end)
     case K_HIDDEN:
         break;
     case K_COMMENT_OPEN:
-        if (c->comment_open == SIZE_MAX)
-            c->comment_open = start;
-        return 0;
     case K_COMMENT_CLOSE:
-        if (c->comment_open != SIZE_MAX && start >= c->comment_open + 4)
-            c->comment_open = SIZE_MAX;
+        comment_step(&c->comment_open, p->kind, start);
+        if (start < c->mark)
+            comment_step(&c->mark_open, p->kind, start);
         return 0;
-    case K_COMMENT_WORD:
-        if (c->comment_open == SIZE_MAX || start < c->comment_open + 4)
+    case K_COMMENT_WORD: {
+        if (!inside(c->comment_open, start))
             return 0;
-        c->m = (struct injection_match){p->detector, c->comment_open, end - c->comment_open};
+        size_t off = c->comment_open == OPEN_BEFORE ? 0 : c->comment_open;
+        c->m = (struct injection_match){p->detector, off, end - off};
         c->found = 1;
         return 1;
+    }
     case K_HIDDEN_BOM:
         if (start == 0)
             return 0;
@@ -297,15 +317,23 @@ static int on_hit(void *ctx, uint32_t id, size_t len, size_t end)
     return 1;
 }
 
-int injection_scan(const char *s, size_t n, struct injection_match *ret)
+int injection_scan_from(const char *s, size_t n, int in_comment, size_t mark, int *ret_in_comment,
+                        struct injection_match *ret)
 {
-    struct scan_ctx c = {(const unsigned char *)s, SIZE_MAX, 0, {0}};
+    size_t start = in_comment ? OPEN_BEFORE : NO_COMMENT;
+    struct scan_ctx c = {(const unsigned char *)s, start, mark, start, 0, {0}};
 
     pthread_once(&once, build);
-    if (!s)
-        return 0;
-    ac_scan(automaton, s, n, on_hit, &c);
+    if (s)
+        ac_scan(automaton, s, n, on_hit, &c);
     if (c.found && ret)
         *ret = c.m;
+    if (ret_in_comment)
+        *ret_in_comment = c.mark_open != NO_COMMENT;
     return c.found;
+}
+
+int injection_scan(const char *s, size_t n, struct injection_match *ret)
+{
+    return injection_scan_from(s, n, 0, 0, NULL, ret);
 }

@@ -306,6 +306,7 @@ void dlp_stream_release(struct dlp_stream *s)
     buf_release(&s->pend);
     buf_release(&s->scan);
     s->tail_len = 0;
+    s->tail_in_comment = 0;
 }
 
 int dlp_stream_push(struct dlp_stream *s, const char *p, size_t n)
@@ -372,19 +373,32 @@ int dlp_stream_take(struct dlp_stream *s, int final, struct buf *out, const char
     if (cut == 0)
         return 0;
     /* Injection: the piece with the overlap before it; a detection that
-     * lies wholly in the overlap was reported with the previous piece. */
+     * lies wholly in the overlap was reported with the previous piece.  The
+     * overlap's comment state (inside an HTML comment or not) is carried
+     * from the scan before, so a comment word is judged as in the whole
+     * text. */
     buf_reset(&s->scan);
     if (buf_append(&s->scan, s->tail, s->tail_len) < 0 || buf_append(&s->scan, p, cut) < 0)
         return BD_E_TOO_BIG;
+    size_t keep = s->scan.len < DLP_OVERLAP ? s->scan.len : DLP_OVERLAP;
+    int in_comment = 0; /* at scan.len - keep: where the next scan starts */
     if (s->scan_injection) {
-        size_t at = 0;
+        size_t at = 0, mark = s->scan.len - keep;
         struct injection_match m;
-        while (at < s->scan.len && injection_scan(s->scan.data + at, s->scan.len - at, &m)) {
+        int open = s->tail_in_comment;
+        while (at < s->scan.len) {
+            int found = injection_scan_from(s->scan.data + at, s->scan.len - at, open,
+                                            mark > at ? mark - at : 0, &in_comment, &m);
+            if (mark < at)
+                in_comment = 0; /* rescanned after a detection: state unknown there */
+            if (!found)
+                break;
             if (at + m.off + m.len > s->tail_len) {
                 *hit = m.detector;
                 break;
             }
             at += m.off + (m.len ? m.len : 1);
+            open = 0;
         }
     }
     int r = 0;
@@ -395,9 +409,9 @@ int dlp_stream_take(struct dlp_stream *s, int final, struct buf *out, const char
     } else {
         r = buf_append(out, p, cut);
     }
-    size_t keep = s->scan.len < DLP_OVERLAP ? s->scan.len : DLP_OVERLAP;
     memcpy(s->tail, s->scan.data + s->scan.len - keep, keep);
     s->tail_len = keep;
+    s->tail_in_comment = in_comment;
     if (cut < len)
         memmove(s->pend.data, s->pend.data + cut, len - cut);
     s->pend.len = len - cut;

@@ -84,7 +84,8 @@ struct dlp_stream {
     struct buf pend;        /* decoded, not yet emitted */
     char tail[DLP_OVERLAP]; /* the end of what was emitted (unredacted) */
     size_t tail_len;
-    struct buf scan; /* scratch: tail + piece */
+    int tail_in_comment; /* the tail begins inside an HTML comment */
+    struct buf scan;     /* scratch: tail + piece */
 };
 
 void dlp_stream_init(struct dlp_stream *s, const struct secret_set *secrets, size_t window,
