@@ -217,6 +217,7 @@ struct stream {
     SSL *ssl;
     int want_read, want_write; /* what the last SSL call asked for */
     int eof, err;
+    int drained; /* the socket's last read came back short: skip reads until EPOLLIN */
     struct buf in, out;
     size_t out_off; /* out[0..out_off) already written */
 };
@@ -324,6 +325,7 @@ struct proxy {
     size_t n_admin; /* admin connections: capped apart, probes must get through */
     struct loop_timer drain_timer;
     struct http_limits lim;
+    int audit_flush_queued; /* audit lines wait in stdout's buffer for the batch end */
     /* metrics */
     uint64_t req_allow, req_deny, reload_ok, reload_failed, conns_refused, conns_total;
 };
@@ -333,6 +335,13 @@ static void conn_close(struct conn *c);
 static void request_go_upstream(struct conn *c);
 
 /* ---- small helpers ---------------------------------------------------- */
+
+static void audit_flush(void *arg)
+{
+    struct proxy *px = arg;
+    px->audit_flush_queued = 0;
+    fflush(stdout);
+}
 
 static uint64_t wall_ms(void)
 {
@@ -523,6 +532,7 @@ static int make_up_ctx(const struct pconf *conf, SSL_CTX **ret, const char **why
     /* A close-delimited body ends at EOF; many servers skip close_notify. */
     SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_read_ahead(ctx, 1); /* a read syscall per buffer, not two per record */
     static const unsigned char alpn[] = "\x08http/1.1";
     if (SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1) != 0) {
         *why = "cannot set ALPN";
@@ -614,6 +624,45 @@ out:
 
 /* ---- streams ---------------------------------------------------------- */
 
+/*
+ * Watches the raw reads OpenSSL makes on a stream's socket: one that came
+ * back short (or with EAGAIN) means the socket is empty for now, so
+ * stream_read() waits for epoll instead of trying again.  With read-ahead
+ * each read asks for a whole buffer, so that is the usual case.
+ */
+static long bio_read_watch(BIO *b, int oper, const char *argp, size_t len, int argi, long argl,
+                           int ret, size_t *processed)
+{
+    (void)argp;
+    (void)argi;
+    (void)argl;
+    if (oper == (BIO_CB_READ | BIO_CB_RETURN)) {
+        struct stream *s = (struct stream *)BIO_get_callback_arg(b);
+        if (ret <= 0 ? BIO_should_retry(b) : processed && *processed < len)
+            s->drained = 1;
+    }
+    return ret;
+}
+
+/* Attaches ssl to the stream's socket (with the read watch); 0 or -1. */
+static int stream_set_ssl(struct stream *s, SSL *ssl)
+{
+    if (SSL_set_fd(ssl, s->io.fd) != 1)
+        return -1;
+    BIO *rb = SSL_get_rbio(ssl);
+    BIO_set_callback_ex(rb, bio_read_watch);
+    BIO_set_callback_arg(rb, (char *)s);
+    s->drained = 0;
+    return 0;
+}
+
+/* epoll said the socket has something (data, EOF, an error): read again. */
+static void stream_ready(struct stream *s, uint32_t events)
+{
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP))
+        s->drained = 0;
+}
+
 static void stream_init(struct stream *s, int fd, struct conn *c, loop_io_cb cb, size_t in_max,
                         size_t out_max)
 {
@@ -638,7 +687,7 @@ static void stream_close(struct loop *l, struct stream *s)
     close(s->io.fd);
     s->io.fd = -1;
     s->want_read = s->want_write = 0;
-    s->eof = s->err = 0;
+    s->eof = s->err = s->drained = 0;
     buf_reset(&s->in);
     OPENSSL_cleanse(s->out.data ? s->out.data : "", s->out.data ? s->out.len : 0);
     buf_reset(&s->out);
@@ -686,6 +735,10 @@ static int stream_read(struct stream *s, size_t limit)
     int progress = 0;
     char tmp[READ_CHUNK];
     while (!s->eof && !s->err && s->in.len < limit) {
+        if (s->drained && !(s->ssl && SSL_has_pending(s->ssl))) {
+            s->want_read = s->ssl != NULL;
+            break; /* nothing to read until epoll says so: no EAGAIN round trip */
+        }
         size_t want = limit - s->in.len;
         if (want > sizeof(tmp))
             want = sizeof(tmp);
@@ -708,11 +761,15 @@ static int stream_read(struct stream *s, size_t limit)
                 break;
             }
             if (n < 0) {
-                if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                    s->drained = 1;
+                else if (errno != EINTR)
                     s->err = 1;
                 break;
             }
             got = (size_t)n;
+            if (got < want)
+                s->drained = 1;
         }
         buf_append(&s->in, tmp, got); /* limit <= in.max: cannot fail */
         progress = 1;
@@ -915,7 +972,11 @@ static void audit(struct conn *c, int tunnel, const char *decision)
     char *line = cJSON_PrintUnformatted(o);
     fputs(line, stdout);
     fputc('\n', stdout);
-    fflush(stdout);
+    /* One write for all the lines of this batch of events, not one each. */
+    if (!px->audit_flush_queued) {
+        px->audit_flush_queued = 1;
+        loop_defer(px->loop, audit_flush, px);
+    }
     cJSON_free(line);
     cJSON_Delete(o);
     if (!tunnel) {
@@ -1738,7 +1799,7 @@ static void up_connected(struct conn *c)
     }
     SSL *ssl = SSL_new(c->snap->up_ctx);
     if (!ssl || SSL_set_tlsext_host_name(ssl, c->host) != 1 || SSL_set1_host(ssl, c->host) != 1 ||
-        SSL_set_fd(ssl, c->up.io.fd) != 1) {
+        stream_set_ssl(&c->up, ssl) < 0) {
         SSL_free(ssl);
         reply_error(c, 502, "allow", "upstream TLS set-up failed");
         return;
@@ -2432,7 +2493,7 @@ static int step_connect_ok(struct conn *c)
     SSL *ssl = SSL_new(px->srv_ctx);
     if (!ssl || SSL_use_certificate(ssl, leaf) != 1 ||
         SSL_use_PrivateKey(ssl, certmint_leaf_key(px->cm)) != 1 ||
-        SSL_set_fd(ssl, c->cl.io.fd) != 1) {
+        stream_set_ssl(&c->cl, ssl) < 0) {
         X509_free(leaf);
         SSL_free(ssl);
         log_msg("cannot set up TLS for '%s'", c->tunnel_host);
@@ -2699,7 +2760,7 @@ static void conn_drive(struct conn *c)
 static void on_client_io(struct loop_io *io, uint32_t events)
 {
     struct conn *c = io->arg;
-    (void)events;
+    stream_ready(&c->cl, events);
     if (!c->dead)
         conn_drive(c);
 }
@@ -2709,6 +2770,7 @@ static void on_up_io(struct loop_io *io, uint32_t events)
     struct conn *c = io->arg;
     if (c->dead)
         return;
+    stream_ready(&c->up, events);
     if (c->state == CS_DIAL && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
         dial_done(c);
     if (!c->dead)
@@ -2982,6 +3044,7 @@ static SSL_CTX *make_srv_ctx(void)
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_read_ahead(ctx, 1); /* a read syscall per buffer, not two per record */
     SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
     SSL_CTX_set_alpn_select_cb(ctx, on_alpn, NULL);
     return ctx;
@@ -2997,6 +3060,9 @@ int proxy_run(const struct proxy_opts *opts)
     g_verbose = opts->verbose;
     http_limits_default(&px.lim);
     signal(SIGPIPE, SIG_IGN);
+    /* Audit lines are flushed at the end of each batch of events (audit()). */
+    static char audit_buf[64 << 10];
+    setvbuf(stdout, audit_buf, _IOFBF, sizeof(audit_buf));
     static const int sigs[] = {SIGHUP, SIGTERM, SIGINT};
     /* Two sockets per connection, plus listeners, resolver and signer. */
     struct rlimit rl;
