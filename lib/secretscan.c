@@ -328,23 +328,50 @@ struct redact_ctx {
     const char *s;
     struct buf *out;
     size_t pos, count;
+    int same_length;
 };
 
 static int redact_span(void *ctx, size_t start, size_t end, const struct pat *p)
 {
     struct redact_ctx *rc = ctx;
     int err = buf_append(rc->out, rc->s + rc->pos, start - rc->pos);
-    if (!err)
+    if (!err && !rc->same_length)
         err = buf_appendf(rc->out, "[REDACTED:%s]", rc->set->names[p->secret]);
+    if (!err && rc->same_length) {
+        /* "[REDACTED:name]" padded with '*', else "[REDACTED]...", else '*'s */
+        char mark[SECRET_MAX_NAME_LEN + 16];
+        size_t len = end - start, m;
+        int k = snprintf(mark, sizeof(mark), "[REDACTED:%s]", rc->set->names[p->secret]);
+        m = (size_t)k;
+        if (m > len) {
+            memcpy(mark, "[REDACTED]", 10);
+            m = 10 <= len ? 10 : 0;
+        }
+        err = buf_append(rc->out, mark, m);
+        for (size_t i = m; !err && i < len; i++)
+            err = buf_append(rc->out, "*", 1);
+    }
     rc->count++;
     rc->pos = end;
+    return err;
+}
+
+int secret_set_redact_same_length(const struct secret_set *set, const char *s, size_t n,
+                                  struct buf *out, size_t *ret_count)
+{
+    struct redact_ctx rc = {set, s, out, 0, 0, 1};
+    int err = for_each_span(set, s, n, redact_span, &rc);
+    if (!err)
+        err = buf_append(out, s + rc.pos, n - rc.pos);
+    if (!err && ret_count)
+        *ret_count = rc.count;
     return err;
 }
 
 int secret_set_redact(const struct secret_set *set, const char *s, size_t n, struct buf *out,
                       size_t *ret_count)
 {
-    struct redact_ctx rc = {set, s, out, 0, 0};
+    struct redact_ctx rc = {set, s, out, 0, 0, 0};
     int err = for_each_span(set, s, n, redact_span, &rc);
     if (!err)
         err = buf_append(out, s + rc.pos, n - rc.pos);

@@ -104,6 +104,15 @@ int secret_set_redact(const struct secret_set *set, const char *s, size_t n, str
                       size_t *ret_count);
 
 /*
+ * secret_set_redact(), but each span is replaced by as many bytes as it
+ * had: "[REDACTED:<name>]" padded with '*', or "[REDACTED]" and '*'s when
+ * the name does not fit, or only '*'s.  For bodies whose length was sent
+ * before they were scanned (a streamed response with a Content-Length).
+ */
+int secret_set_redact_same_length(const struct secret_set *set, const char *s, size_t n,
+                                  struct buf *out, size_t *ret_count);
+
+/*
  * 1 and *ret_start if one of the spans secret_set_redact(s, n) would
  * replace starts before cut and ends after it (overlapping occurrences
  * merged, base64 partial characters included); else 0.  A streaming

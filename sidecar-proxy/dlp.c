@@ -404,7 +404,8 @@ int dlp_stream_take(struct dlp_stream *s, int final, struct buf *out, const char
     int r = 0;
     if (s->secrets) {
         size_t cnt = 0;
-        r = secret_set_redact(s->secrets, p, cut, out, &cnt);
+        r = s->same_length ? secret_set_redact_same_length(s->secrets, p, cut, out, &cnt)
+                           : secret_set_redact(s->secrets, p, cut, out, &cnt);
         *n_redacted += cnt;
     } else {
         r = buf_append(out, p, cut);

@@ -81,6 +81,7 @@ struct dlp_stream {
     size_t window;
     int scan_injection;
     int sse;
+    int same_length;        /* redact with secret_set_redact_same_length */
     struct buf pend;        /* decoded, not yet emitted */
     char tail[DLP_OVERLAP]; /* the end of what was emitted (unredacted) */
     size_t tail_len;

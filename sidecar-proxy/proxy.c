@@ -64,8 +64,12 @@
  * for a moment, so that a refused upload does not turn the answer into a
  * connection reset.
  *
- * Inbound DLP (routes whose inbound action is not off; textual content
- * types; gzip/deflate decoded) changes RESPONSE_BODY into one of:
+ * Inbound DLP changes RESPONSE_BODY (gzip/deflate decoded) into one of
+ * the modes below: for the injection scan on textual content types of
+ * routes whose inbound action is not off, and, whenever the sidecar holds
+ * secrets, for redacting echoed ones (any route, any content type; the
+ * response head too, in step_response_head).  Redaction alone holds only
+ * bodies of known length up to REDACT_HOLD_MAX and streams the rest:
  *
  *   IN_HOLD    the body (up to RESP_HOLD_MAX) is held, decoded and scanned
  *              before anything of the response is sent: on an injection
@@ -73,11 +77,14 @@
  *              the head goes out with a Content-Length and the original
  *              body, or the decoded body with known secrets redacted;
  *   IN_STREAM  (text/event-stream, a body past the cap) the head goes out
- *              re-framed as chunked and the decoded text is scanned and
- *              redacted piece by piece (dlp_stream): SSE up to the last
- *              complete event, other text holding back the longest encoded
- *              secret.  A block hit ends the response: an "event: error"
- *              for SSE, otherwise a close without the terminating chunk.
+ *              re-framed as chunked (or, for a body of known length that
+ *              is not decoded, with its Content-Length, a secret then
+ *              replaced by as many bytes) and the decoded text is scanned
+ *              and redacted piece by piece (dlp_stream): SSE up to the
+ *              last complete event, other text holding back the longest
+ *              encoded secret.  A block hit ends the response: an "event:
+ *              error" for SSE, otherwise a close without the terminating
+ *              chunk (or short of the Content-Length).
  *
  *   RESPONSE_HEAD --inbound--> IN_HOLD --past the cap--> IN_STREAM
  *                         \--(SSE, big Content-Length)--> IN_STREAM
@@ -147,8 +154,9 @@
 #define GRACE_MS        2000   /* a tunnel whose route a reload removed */
 #define RAW_IDLE_MS     600000 /* a raw tunnel with no byte either way (ssh sessions idle) */
 #define LINGER_MAX      ((size_t)16 << 20)
-#define RESP_HOLD_MAX   ((size_t)1 << 20) /* response held whole for the inbound scan */
-#define INFLATE_RATIO   100u              /* decoded:encoded cap for compressed bodies */
+#define RESP_HOLD_MAX   ((size_t)1 << 20)  /* response held whole for the inbound scan */
+#define REDACT_HOLD_MAX ((size_t)64 << 10) /* ... when only redacted: streamed above */
+#define INFLATE_RATIO   100u               /* decoded:encoded cap for compressed bodies */
 
 /* ---- logging ---------------------------------------------------------- */
 
@@ -1943,16 +1951,18 @@ static int inbound_wanted(struct conn *c, const char **refuse)
     const struct pconf_route *r = c->route;
     const struct http_response *resp = &c->resp;
     *refuse = NULL;
-    if (!r || r->dlp_in_action == PCONF_ACTION_OFF || c->resp_body == HTTP_BODY_NONE ||
+    if (!r || c->resp_body == HTTP_BODY_NONE ||
         (c->resp_body == HTTP_BODY_LENGTH && c->resp_left == 0))
-        return 0;
-    int scan_inj = (r->dlp_in & PCONF_DLP_NAIVE_INJECTION) != 0;
-    int redact = secret_set_count(c->snap->secrets) > 0;
-    if (!scan_inj && !redact)
         return 0;
     const struct http_header *ct = http_find_header(resp->headers, resp->n_headers, "content-type");
     int sse = 0;
-    if (!dlp_textual(ct ? ct->value : SLICE_LIT(""), &sse))
+    int textual = dlp_textual(ct ? ct->value : SLICE_LIT(""), &sse);
+    int scan_inj = r->dlp_in_action != PCONF_ACTION_OFF &&
+                   (r->dlp_in & PCONF_DLP_NAIVE_INJECTION) != 0 && textual;
+    /* Echoed secrets are redacted whatever the route's inbound detectors
+     * and the content type say: the agent never sees a credential. */
+    int redact = secret_set_count(c->snap->secrets) > 0;
+    if (!scan_inj && !redact)
         return 0;
     enum dlp_coding cod = DLP_CODING_IDENTITY;
     size_t n_ce = 0;
@@ -1963,7 +1973,7 @@ static int inbound_wanted(struct conn *c, const char **refuse)
         }
     }
     if (cod == DLP_CODING_OTHER) {
-        if (r->dlp_in_action == PCONF_ACTION_BLOCK)
+        if (scan_inj && r->dlp_in_action == PCONF_ACTION_BLOCK)
             *refuse = "upstream response in a Content-Encoding the inbound scan cannot decode";
         return 0;
     }
@@ -2096,7 +2106,17 @@ static int inbound_pump(struct conn *c, int final)
 static void inbound_start_stream(struct conn *c)
 {
     int decoded = c->in_coding != DLP_CODING_IDENTITY;
-    if (c->req.version_minor >= 1) {
+    /* A body of known length sent as it came keeps its length: redaction
+     * then replaces a secret by as many bytes (a download keeps its
+     * Content-Length; a block cuts it short and closes). */
+    int same_length = !decoded && !c->in_sse && c->resp_body == HTTP_BODY_LENGTH;
+    if (same_length) {
+        char extra[64];
+        snprintf(extra, sizeof(extra), "Content-Length: %llu\r\n",
+                 (unsigned long long)c->resp.content_length);
+        c->in_chunked_out = 0;
+        emit_head(c, 0, extra);
+    } else if (c->req.version_minor >= 1) {
         c->in_chunked_out = 1;
         emit_head(c, decoded, "Transfer-Encoding: chunked\r\n");
     } else {
@@ -2106,6 +2126,7 @@ static void inbound_start_stream(struct conn *c)
     }
     dlp_stream_init(&c->ds, c->in_redact ? c->snap->secrets : NULL, c->snap->secret_window,
                     c->in_scan_inj, c->in_sse);
+    c->ds.same_length = same_length;
     if (decoded && !c->inf)
         c->inf = dlp_inflater_new(c->in_coding, INFLATE_RATIO);
     c->in_mode = IN_STREAM;
@@ -2294,6 +2315,41 @@ static int step_response_body_inbound(struct conn *c)
     return progress;
 }
 
+/*
+ * Known secrets echoed in the response head (a header that repeats the
+ * request's Authorization, say) are redacted in place: the head in up.in
+ * is rewritten and parsed again, and *head_len follows.  0, or -1 after
+ * replying 502.
+ */
+static int redact_response_head(struct conn *c, int *head_len)
+{
+    const struct secret_set *secrets = c->snap->secrets;
+    struct buf *in = &c->up.in;
+    size_t n = (size_t)*head_len, cnt = 0;
+    if (!secret_set_count(secrets) || !secret_set_scan(secrets, in->data, n, NULL, 0))
+        return 0;
+    struct buf fresh;
+    buf_init(&fresh, in->max);
+    if (secret_set_redact(secrets, in->data, n, &fresh, &cnt) < 0 ||
+        buf_append(&fresh, in->data + n, in->len - n) < 0) {
+        buf_release(&fresh);
+        reply_error(c, 502, "deny", "response head too large to relay after redaction");
+        return -1;
+    }
+    OPENSSL_cleanse(in->data, n);
+    buf_release(in);
+    *in = fresh;
+    c->n_redacted += cnt;
+    add_detector(c, "known_secrets");
+    int r = http_parse_response(in->data, in->len, &c->px->lim, &c->resp);
+    if (r <= 0) {
+        reply_error(c, 502, "deny", "response head unusable after redaction");
+        return -1;
+    }
+    *head_len = r;
+    return 0;
+}
+
 static int step_response_head(struct conn *c)
 {
     struct buf *in = &c->up.in;
@@ -2331,6 +2387,8 @@ static int step_response_head(struct conn *c)
             consume(in, (size_t)r); /* our own 100 went out already; drop theirs */
             continue;
         }
+        if (redact_response_head(c, &r) < 0)
+            return 1;
         c->status = c->resp.status;
         c->resp_body = http_response_body(&c->resp, c->req.method);
         c->resp_left = c->resp.content_length;
@@ -2343,7 +2401,11 @@ static int step_response_head(struct conn *c)
             consume(in, (size_t)r);
             http_parse_response(c->rhead.data, c->rhead.len, &c->px->lim, &c->resp);
             set_state(c, CS_RESPONSE_BODY);
-            if (c->in_sse || (c->resp_body == HTTP_BODY_LENGTH && c->resp_left > RESP_HOLD_MAX)) {
+            /* Held whole only where a block can still replace it, or where
+             * it is small enough to keep its Content-Length. */
+            size_t hold_max = c->in_scan_inj ? RESP_HOLD_MAX : REDACT_HOLD_MAX;
+            if (c->in_sse || (c->resp_body != HTTP_BODY_LENGTH && !c->in_scan_inj) ||
+                (c->resp_body == HTTP_BODY_LENGTH && c->resp_left > hold_max)) {
                 inbound_start_stream(c);
             } else {
                 c->in_mode = IN_HOLD;

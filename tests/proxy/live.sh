@@ -197,6 +197,14 @@ PY
 
 # uplog_mark / uplog_since: what the upstream received after the mark.
 uplog_mark() { UPLOG_MARK=$(stat -c %s "$UPLOG"); }
+# upstream_auth MARK: the Authorization lines the upstreams received after
+# byte MARK of the log (from `stat -c %s "$UPLOG"`), joined with ",", with
+# the route's secret shown as SECRET_UP (never its value).  The agent's own
+# view of an echo is redacted, so this is where injection is checked.
+upstream_auth() {
+    tail -c +$(($1 + 1)) "$UPLOG" | tr -d '\r' | grep -i '^authorization:' |
+        sed "s|$SECRET_UP|SECRET_UP|g" | paste -sd, - || true
+}
 uplog_since() { tail -c +$((UPLOG_MARK + 1)) "$UPLOG"; }
 
 # expect_upstream_silent what: nothing reached the upstream since the mark.

@@ -122,7 +122,9 @@ expect_eq "$(cmp "$TMP/out" "$PAGE" && echo same)" same "big clean page complete
 pcurl "$U/big-echo"
 expect_status 200 "big page echoing the secret"
 expect_not_in "$TMP/out" "$SECRET_UP" "big page: the secret is redacted"
-expect_in "$TMP/out" "[REDACTED:UPSTREAM_TOKEN] tail" "big page: marker and the rest"
+expect_in "$TMP/out" "[REDACTED:UPSTREAM_TOKEN]********* tail" \
+    "big page: marker padded to the secret's length (Content-Length kept), and the rest"
+expect_eq "$(stat -c %s "$TMP/out")" "$(stat -c %s "$PAGE")" "big page: the length is kept"
 
 # Server-sent events: clean events pass as sent.
 printf 'one\ntwo\nthree\n' >"$EVENTS"

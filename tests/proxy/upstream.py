@@ -20,6 +20,9 @@ MODE (default echo):
   chunked:N   200, N bytes of 'x', chunked in 4 KiB chunks
   text:FILE   200 text/html with FILE's content (read per request)
   gzip:FILE   the same, gzip-compressed, with Content-Encoding: gzip
+  bin:FILE    200 application/octet-stream with FILE's content, Content-Length
+  hdrecho     200 text/plain "ok", the request's Authorization (if any) echoed
+              in the response header X-Seen-Authorization
   sse:FILE    200 text/event-stream (chunked), one "data:" event per line of
               FILE, 50 ms apart
   raw         never answers, only records
@@ -217,11 +220,11 @@ class Server:
         self.log = ByteLog(args.log)
         self.mode, _, self.arg = args.mode.partition(":")
         if self.mode not in ("echo", "status", "size", "chunked", "text", "gzip", "sse",
-                             "raw"):
+                             "raw", "bin", "hdrecho"):
             sys.exit("upstream.py: unknown mode %r" % args.mode)
         if self.mode in ("status", "size", "chunked"):
             self.num = int(self.arg)
-        if self.mode in ("text", "gzip", "sse") and not self.arg:
+        if self.mode in ("text", "gzip", "sse", "bin") and not self.arg:
             sys.exit("upstream.py: mode %s needs a file" % self.mode)
         self.ctx = None
         if args.tls:
@@ -334,6 +337,17 @@ class Server:
             fields += [("Content-Type", "text/html; charset=utf-8"),
                        ("Content-Length", len(body))]
             sock.sendall(head_bytes(200, fields) + (b"" if head_only else body))
+        elif m == "bin":
+            with open(self.arg, "rb") as f:
+                body = f.read()
+            fields += [("Content-Type", "application/octet-stream"),
+                       ("Content-Length", len(body))]
+            sock.sendall(head_bytes(200, fields) + (b"" if head_only else body))
+        elif m == "hdrecho":
+            for seen in hget(info["headers"], "authorization"):
+                fields.append(("X-Seen-Authorization", seen))
+            fields += [("Content-Type", "text/plain"), ("Content-Length", 3)]
+            sock.sendall(head_bytes(200, fields) + (b"" if head_only else b"ok\n"))
         elif m == "gzip":
             with open(self.arg, "rb") as f:
                 body = gzip.compress(f.read(), mtime=0)

@@ -600,6 +600,41 @@ static void test_stream_overlapping_secrets_at_cut(void **state)
     secret_set_free(set);
 }
 
+/* Same-length redaction keeps every byte count: the marker is padded or cut. */
+static void test_redact_same_length(void **state)
+{
+    (void)state;
+    struct secret_set *set = secret_set_new();
+    assert_int_equal(secret_set_add(set, "first", "AAAAbbbbCCCC1234", 16), 0);
+    assert_int_equal(secret_set_add(set, "a_rather_long_secret_name", "zzzzYYYYxxxxWWWW", 16), 0);
+    assert_int_equal(secret_set_add(set, "k", "0123456789abcdefghij", 20), 0);
+    assert_int_equal(secret_set_compile(set), 0);
+    struct buf out;
+    buf_init(&out, 1 << 20);
+    size_t n = 0;
+    const char *in = "x AAAAbbbbCCCC1234 y zzzzYYYYxxxxWWWW z 0123456789abcdefghij.";
+    assert_int_equal(secret_set_redact_same_length(set, in, strlen(in), &out, &n), 0);
+    assert_string_equal(buf_cstr(&out),
+                        "x [REDACTED:first] y [REDACTED]****** z [REDACTED:k]********.");
+    assert_int_equal(out.len, strlen(in));
+    assert_int_equal(n, 3);
+
+    /* through a stream in pieces: the same bytes, the same length */
+    size_t window = 3 * 20 + 4;
+    struct dlp_stream s;
+    struct run r;
+    dlp_stream_init(&s, set, window, 0, 0);
+    s.same_length = 1;
+    const char *pieces[] = {"x AAAAbbbbCC", "CC1234 y zzzzYYYYxxxxWWWW z 0123456789abcdefghij.",
+                            NULL};
+    run_stream(&s, pieces, &r);
+    dlp_stream_release(&s);
+    assert_string_equal(buf_cstr(&r.out), buf_cstr(&out));
+    buf_release(&r.out);
+    buf_release(&out);
+    secret_set_free(set);
+}
+
 static void test_stream_sse(void **state)
 {
     (void)state;
@@ -721,6 +756,7 @@ int main(void)
         cmocka_unit_test(test_stream_touching_occurrences),
         cmocka_unit_test(test_stream_run_of_occurrences),
         cmocka_unit_test(test_stream_overlapping_secrets_at_cut),
+        cmocka_unit_test(test_redact_same_length),
         cmocka_unit_test(test_stream_sse),
         cmocka_unit_test(test_stream_injection),
     };
