@@ -14,6 +14,7 @@
  * With whitespace squeezed, a hit's input length may exceed its pattern's,
  * so the start is found by matching the pattern backwards from the end.
  */
+#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -242,29 +243,28 @@ static int flag_tag(const unsigned char *s, size_t i, int escaped)
     return i >= 12 && ci_eq(s + i - 12, "\\ud83c\\udff4", 12);
 }
 
-#define NO_COMMENT  SIZE_MAX       /* outside a comment */
-#define OPEN_BEFORE (SIZE_MAX - 1) /* in a comment opened before the scanned text */
+#define NO_COMMENT LLONG_MIN /* outside a comment */
 
 struct scan_ctx {
     const unsigned char *s;
-    size_t comment_open; /* the comment's "<!--", NO_COMMENT or OPEN_BEFORE */
-    size_t mark;         /* the state as if the text ended at mark: */
-    size_t mark_open;    /* comment_open after the hits that start before it */
+    long long comment_open; /* offset of the comment's "<!--" (negative: before s), or NO_COMMENT */
+    size_t mark;            /* the state as if the text ended at mark: */
+    long long mark_open;    /* comment_open after the hits that start before it */
     int found;
     struct injection_match m;
 };
 
 /* Does a "-->" or word starting at start lie past the "<!--" at open? */
-static int inside(size_t open, size_t start)
+static int inside(long long open, size_t start)
 {
-    return open == OPEN_BEFORE || (open != NO_COMMENT && start >= open + 4);
+    return open != NO_COMMENT && (long long)start >= open + 4;
 }
 
 /* The comment state machine: what "<!--" and "-->" at start do to *open. */
-static void comment_step(size_t *open, enum kind kind, size_t start)
+static void comment_step(long long *open, enum kind kind, size_t start)
 {
     if (kind == K_COMMENT_OPEN && *open == NO_COMMENT)
-        *open = start;
+        *open = (long long)start;
     else if (kind == K_COMMENT_CLOSE && inside(*open, start))
         *open = NO_COMMENT;
 }
@@ -289,7 +289,7 @@ static int on_hit(void *ctx, uint32_t id, size_t len, size_t end)
     case K_COMMENT_WORD: {
         if (!inside(c->comment_open, start))
             return 0;
-        size_t off = c->comment_open == OPEN_BEFORE ? 0 : c->comment_open;
+        size_t off = c->comment_open < 0 ? 0 : (size_t)c->comment_open;
         c->m = (struct injection_match){p->detector, off, end - off};
         c->found = 1;
         return 1;
@@ -317,10 +317,10 @@ static int on_hit(void *ctx, uint32_t id, size_t len, size_t end)
     return 1;
 }
 
-int injection_scan_from(const char *s, size_t n, int in_comment, size_t mark, int *ret_in_comment,
-                        struct injection_match *ret)
+int injection_scan_from(const char *s, size_t n, size_t open_back, size_t mark,
+                        size_t *ret_open_back, struct injection_match *ret)
 {
-    size_t start = in_comment ? OPEN_BEFORE : NO_COMMENT;
+    long long start = open_back ? -(long long)open_back : NO_COMMENT;
     struct scan_ctx c = {(const unsigned char *)s, start, mark, start, 0, {0}};
 
     pthread_once(&once, build);
@@ -328,8 +328,8 @@ int injection_scan_from(const char *s, size_t n, int in_comment, size_t mark, in
         ac_scan(automaton, s, n, on_hit, &c);
     if (c.found && ret)
         *ret = c.m;
-    if (ret_in_comment)
-        *ret_in_comment = c.mark_open != NO_COMMENT;
+    if (ret_open_back)
+        *ret_open_back = c.mark_open == NO_COMMENT ? 0 : (size_t)((long long)mark - c.mark_open);
     return c.found;
 }
 

@@ -51,16 +51,17 @@ struct injection_match {
 int injection_scan(const char *s, size_t n, struct injection_match *ret);
 
 /*
- * injection_scan() for a streaming scanner that rescans an overlap: the
- * text begins inside an HTML comment when in_comment is set, and
- * *ret_in_comment (if non-NULL) says whether the text up to mark (the
- * hits that start before it) leaves a comment open.  The next scan that
- * starts at mark passes that on, so a comment word arriving later is
- * judged as in the whole text.  When a detection stops the scan early,
- * *ret_in_comment covers only the hits seen.
+ * injection_scan() for a streaming scanner that rescans an overlap: when
+ * open_back is not 0, the text begins inside an HTML comment whose "<!--"
+ * began open_back bytes before s; *ret_open_back (if non-NULL) is the same
+ * for the text up to mark (the hits that start before it): 0 when that
+ * leaves no comment open, else how far before mark its "<!--" began.  The
+ * next scan, starting at mark, passes that on, so a comment word arriving
+ * later is judged as in the whole text.  When a detection stops the scan
+ * early, *ret_open_back covers only the hits seen.
  */
-int injection_scan_from(const char *s, size_t n, int in_comment, size_t mark, int *ret_in_comment,
-                        struct injection_match *ret);
+int injection_scan_from(const char *s, size_t n, size_t open_back, size_t mark,
+                        size_t *ret_open_back, struct injection_match *ret);
 
 /* Number of phrases and sequences in the automaton (tests, benchmarks). */
 size_t injection_pattern_count(void);

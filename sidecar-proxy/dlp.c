@@ -306,7 +306,7 @@ void dlp_stream_release(struct dlp_stream *s)
     buf_release(&s->pend);
     buf_release(&s->scan);
     s->tail_len = 0;
-    s->tail_in_comment = 0;
+    s->tail_open_back = 0;
 }
 
 int dlp_stream_push(struct dlp_stream *s, const char *p, size_t n)
@@ -381,16 +381,16 @@ int dlp_stream_take(struct dlp_stream *s, int final, struct buf *out, const char
     if (buf_append(&s->scan, s->tail, s->tail_len) < 0 || buf_append(&s->scan, p, cut) < 0)
         return BD_E_TOO_BIG;
     size_t keep = s->scan.len < DLP_OVERLAP ? s->scan.len : DLP_OVERLAP;
-    int in_comment = 0; /* at scan.len - keep: where the next scan starts */
+    size_t open_back = 0; /* at scan.len - keep: where the next scan starts */
     if (s->scan_injection) {
         size_t at = 0, mark = s->scan.len - keep;
         struct injection_match m;
-        int open = s->tail_in_comment;
+        size_t open = s->tail_open_back;
         while (at < s->scan.len) {
             int found = injection_scan_from(s->scan.data + at, s->scan.len - at, open,
-                                            mark > at ? mark - at : 0, &in_comment, &m);
+                                            mark > at ? mark - at : 0, &open_back, &m);
             if (mark < at)
-                in_comment = 0; /* rescanned after a detection: state unknown there */
+                open_back = 0; /* rescanned after a detection: state unknown there */
             if (!found)
                 break;
             if (at + m.off + m.len > s->tail_len) {
@@ -412,7 +412,7 @@ int dlp_stream_take(struct dlp_stream *s, int final, struct buf *out, const char
     }
     memcpy(s->tail, s->scan.data + s->scan.len - keep, keep);
     s->tail_len = keep;
-    s->tail_in_comment = in_comment;
+    s->tail_open_back = open_back;
     if (cut < len)
         memmove(s->pend.data, s->pend.data + cut, len - cut);
     s->pend.len = len - cut;

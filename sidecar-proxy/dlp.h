@@ -85,8 +85,9 @@ struct dlp_stream {
     struct buf pend;        /* decoded, not yet emitted */
     char tail[DLP_OVERLAP]; /* the end of what was emitted (unredacted) */
     size_t tail_len;
-    int tail_in_comment; /* the tail begins inside an HTML comment */
-    struct buf scan;     /* scratch: tail + piece */
+    size_t tail_open_back; /* the tail begins inside an HTML comment opened
+                              this many bytes before it (0: outside one) */
+    struct buf scan;       /* scratch: tail + piece */
 };
 
 void dlp_stream_init(struct dlp_stream *s, const struct secret_set *secrets, size_t window,

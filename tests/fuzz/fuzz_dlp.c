@@ -21,7 +21,8 @@
  *   2     stream: the input is text in a small language (0xFF b inserts
  *         one encoding of one of the fixed secrets, 0xFE b an injection
  *         phrase or an SSE separator, other bytes stand for themselves);
- *         flags pick redaction, injection scanning and SSE.  The text goes
+ *         flags pick redaction, injection scanning, SSE and same-length
+ *         redaction (then the output is exactly as long as the text).  The text goes
  *         through dlp_stream in one piece (final take) and in pseudo-random
  *         pieces with takes in between.
  *           - neither output contains any encoding of any secret;
@@ -388,7 +389,7 @@ static void no_secret_in(const struct buf *b)
 
 static void fuzz_stream(unsigned flags, uint32_t seed, const unsigned char *in, size_t n)
 {
-    int redact = flags & 1, inj = flags >> 1 & 1, sse = flags >> 2 & 1;
+    int redact = flags & 1, inj = flags >> 1 & 1, sse = flags >> 2 & 1, fixed = flags >> 3 & 1;
     pthread_once(&secrets_once, build_secrets);
     const struct secret_set *set = redact ? secrets : NULL;
     size_t window = redact ? secrets_window : 0;
@@ -407,6 +408,7 @@ static void fuzz_stream(unsigned flags, uint32_t seed, const unsigned char *in, 
     const char *hit1 = NULL;
     size_t red1 = 0;
     dlp_stream_init(&s, set, window, inj, sse);
+    s.same_length = fixed;
     CHECK(dlp_stream_push(&s, t, tn) == 0);
     CHECK(dlp_stream_take(&s, 1, &one, &hit1, &red1) == 0);
     CHECK(s.pend.len == 0);
@@ -416,6 +418,7 @@ static void fuzz_stream(unsigned flags, uint32_t seed, const unsigned char *in, 
     const char *hitp = NULL;
     size_t redp = 0, pos = 0, emitted = 0;
     dlp_stream_init(&s, set, window, inj, sse);
+    s.same_length = fixed;
     while (pos < tn) {
         size_t k = piece_len(&seed, tn - pos, window ? window : 64);
         CHECK(dlp_stream_push(&s, t + pos, k) == 0);
@@ -451,6 +454,8 @@ static void fuzz_stream(unsigned flags, uint32_t seed, const unsigned char *in, 
     }
     CHECK(same(&one, &many));
     CHECK(red1 == redp);
+    if (fixed)
+        CHECK(one.len == tn); /* same-length redaction keeps every byte count */
     /* Pieces rescan only DLP_OVERLAP bytes before each piece, and
      * injection.c's rules look back (comment state from the start of the
      * scanned text, a BOM at offset 0, a tag after a flag): a detection
