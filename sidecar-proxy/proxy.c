@@ -1528,10 +1528,9 @@ static void handle_request(struct conn *c)
             goto out;
         }
     } else if (req->form == HTTP_FORM_ABSOLUTE) {
-        if (!slice_eq_cstr(req->scheme, "http")) {
-            reply_error(c, 400, "deny", "absolute-form https is not proxied; use CONNECT");
-            return;
-        }
+        /* http:// follows the port-80 rules; https:// (a client that sends
+         * it without CONNECT) is forwarded over TLS, as origin-form is. */
+        int https = req->scheme.len == 5 && !strncasecmp(req->scheme.ptr, "https", 5);
         r = host_normalize(req->host.ptr, req->host.len, 0, &host);
         c->port = req->port;
         if (r < 0) {
@@ -1544,7 +1543,7 @@ static void handle_request(struct conn *c)
         }
         c->host = host;
         host = NULL;
-        c->tls = 0;
+        c->tls = https;
         target = req->path.len ? req->path : SLICE_LIT("/");
     } else if (req->form == HTTP_FORM_ORIGIN) {
         if (!req->has_host) {

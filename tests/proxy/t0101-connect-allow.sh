@@ -60,6 +60,26 @@ expect_eq "$(upstream_auth "$m")" "Authorization: Bearer SECRET_UP" \
 expect_eq "$(audit_last 'a["target"], a["port"], a["decision"]')" "('upstream.test', 443, 'allow')" \
     "audit: origin-form request"
 
+# Absolute-form https:// without CONNECT (clients that send it): forwarded
+# over TLS like origin-form, to the URL's port (443 when none is given).
+m=$(stat -c %s "$UPLOG")
+printf '%s\r\n' "GET https://upstream.test:8443/abs?q=1 HTTP/1.1" "Host: other.example" \
+    "Authorization: Bearer agent-y" "Connection: close" "" | raw >"$TMP/out"
+expect_in "$TMP/out" "HTTP/1.1 200" "absolute-form https:// to an allowed route: 200"
+sed -n '/^{/,$p' "$TMP/out" >"$TMP/out.json"
+expect_eq "$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["path"], j["sni"], [v for k, v in j["headers"] if k.lower() == "host"])' "$TMP/out.json")" \
+    "/abs?q=1 upstream.test ['upstream.test:8443']" "absolute-form https://: over TLS to the URL's host, Host from the URL"
+expect_eq "$(upstream_auth "$m")" "Authorization: Bearer SECRET_UP" \
+    "absolute-form https://: route credential injected, the agent's dropped"
+expect_eq "$(audit_last 'a["target"], a["port"], a["decision"]')" "('upstream.test', 8443, 'allow')" \
+    "audit: absolute-form https request"
+printf '%s\r\n' "GET https://upstream.test/abs HTTP/1.1" "Host: upstream.test" "Connection: close" "" |
+    raw >"$TMP/out"
+expect_in "$TMP/out" "HTTP/1.1 200" "absolute-form https:// without a port: 443"
+printf '%s\r\n' "GET https://denied.example/x HTTP/1.1" "Host: denied.example" "Connection: close" "" |
+    raw >"$TMP/out"
+expect_in "$TMP/out" "HTTP/1.1 403" "absolute-form https:// to a host without a route: 403"
+
 # Large responses, chunked and sized, through a reader that stalls first (backpressure).
 live_upstream 8444 "chunked:$((24 << 20))"
 /usr/bin/python3 - "$PORT" "$BOTTLE_CA" >"$TMP/big" <<'PY'
