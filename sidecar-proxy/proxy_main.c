@@ -30,6 +30,7 @@
 #include "gate.h"
 #include "pconf.h"
 #include "proxy.h"
+#include "signer.h"
 #include "xalloc.h"
 
 #define DEFAULT_LISTEN "0.0.0.0:9099"
@@ -210,6 +211,7 @@ int main(int argc, char **argv)
 {
     const char *check = NULL, *config = NULL, *listen = NULL, *admin = NULL;
     int json = 0, verbose = 0;
+    signer_exec_entry(argc, argv); /* the CA key's process, in a fresh image */
     if (argc > 1 && !strcmp(argv[1], "scan"))
         return cmd_scan(argc - 1, argv + 1);
     if (argc > 1 && !strcmp(argv[1], "connect"))

@@ -16,6 +16,8 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -46,6 +48,8 @@ struct signer {
 };
 
 /* ---- the parent's side ------------------------------------------------ */
+
+static int exec_entry; /* this program calls signer_exec_entry() from main() */
 
 static long long now_ms(void)
 {
@@ -141,6 +145,13 @@ static void child_setup(int sock, int key_fd, pid_t parent)
     if (close_range(5, ~0U, 0) < 0) {
         for (int fd = 5; fd < 65536; fd++)
             close(fd);
+    }
+    if (exec_entry) {
+        /* A fresh image of this program: nothing of the parent's memory
+         * (its config, its secrets) comes along. */
+        char *const args[] = {"bottle-proxy-signer", SIGNER_CHILD_ARG, NULL};
+        execv("/proc/self/exe", args);
+        _exit(SIGNER_ST_BAD_KEY); /* no /proc: refuse rather than run as a copy */
     }
     _exit(signer_child_main(3, 4));
 }
@@ -486,6 +497,13 @@ static size_t serve(const unsigned char *buf, size_t n, X509 *ca, EVP_PKEY *key,
 out:
     X509_free(x);
     return out;
+}
+
+void signer_exec_entry(int argc, char **argv)
+{
+    if (argc == 2 && strcmp(argv[1], SIGNER_CHILD_ARG) == 0)
+        exit(signer_child_main(3, 4));
+    exec_entry = 1;
 }
 
 int signer_child_main(int sock, int key_fd)

@@ -20,12 +20,14 @@
  *     the socket, nothing else (every other fd is closed, RLIMIT_NOFILE
  *     stops it opening more); PR_SET_DUMPABLE 0 (no ptrace, no core, no
  *     /proc/pid/mem by the same uid); PR_SET_PDEATHSIG SIGKILL.  It runs no
- *     threads and never returns into the caller's code.  The child is a
- *     fork, not an exec: its address space starts as a copy of the parent's,
- *     so start the signer early (before secrets are loaded, and from the
- *     thread that will live longest: PDEATHSIG follows the forking thread).
- *     signer_child_main() is public so a later fork+exec entry point can
- *     run it in a fresh image.
+ *     threads and never returns into the caller's code.  In a program whose
+ *     main() calls signer_exec_entry() first (bottle-proxy does), the child
+ *     execs /proc/self/exe with SIGNER_CHILD_ARG after setting up its fds:
+ *     a fresh image, holding nothing of the parent's memory (the config the
+ *     key came with, the other secrets).  Elsewhere (tests, benchmarks that
+ *     do not) it is a plain fork, whose address space starts as a copy of
+ *     the parent's.  Either way start it from the thread that will live
+ *     longest: PDEATHSIG follows the forking thread, and survives the exec.
  *   - The child is a constrained oracle, not a general one: it signs only
  *     leaf certificates issued by its CA (issuer = CA subject, v3,
  *     basicConstraints CA:FALSE, no keyCertSign/cRLSign, validity at most
@@ -114,6 +116,15 @@ unsigned signer_restarts(const struct signer *s);
  * it is public for a fork+exec entry point and for tests.
  */
 int signer_child_main(int sock, int key_fd);
+
+#define SIGNER_CHILD_ARG "--signer-child"
+
+/*
+ * Call at the top of main(): run as the signer's child when argv is
+ * {name, SIGNER_CHILD_ARG} (exits with signer_child_main(3, 4)), else note
+ * that this program can be exec'd that way and return.
+ */
+void signer_exec_entry(int argc, char **argv);
 
 /* OPENSSL_cleanse()s a NUL-terminated string, frees it, sets *s to NULL. */
 void signer_wipe_str(char **s);

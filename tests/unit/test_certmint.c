@@ -491,6 +491,19 @@ static void test_signer_restart(void **state)
     assert_true((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 >= 290);
     assert_int_equal(kill(pid2, 0), -1);
 
+    char path_cmd[64];
+    /* a fresh image of this program (signer_exec_entry in main), not a
+     * copy of ours: its command line is the signer's own */
+    char cmdline[128] = {0};
+    snprintf(path_cmd, sizeof(path_cmd), "/proc/%d/cmdline", (int)signer_pid(s));
+    FILE *f = fopen(path_cmd, "r");
+    assert_non_null(f);
+    size_t got = fread(cmdline, 1, sizeof(cmdline) - 1, f);
+    fclose(f);
+    assert_int_equal(got, strlen("bottle-proxy-signer") + 1 + strlen(SIGNER_CHILD_ARG) + 1);
+    assert_string_equal(cmdline, "bottle-proxy-signer");
+    assert_string_equal(cmdline + strlen(cmdline) + 1, SIGNER_CHILD_ARG);
+
     /* the child keeps 0-3 and nothing else (readable only where we may) */
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/fd/4", (int)signer_pid(s));
@@ -778,8 +791,9 @@ static void test_s_client(void **state)
     free_ca(&ca);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    signer_exec_entry(argc, argv);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_leaf_fields),    cmocka_unit_test(test_long_name_rsa_ca_short_ca),
         cmocka_unit_test(test_bad_names),      cmocka_unit_test(test_lru),
