@@ -12,6 +12,9 @@ route, so the two are compared on the same work:
     body for a handful of widely used token formats, plus a literal check
     for the known secret value in raw, base64 (three alignments), base64url,
     hex and percent-encoded forms; a hit is a 403 and nothing is forwarded;
+  * echoed secrets: every form above found in a response's headers or body
+    is replaced by "[REDACTED:UPSTREAM_TOKEN]" (bottle-proxy redacts every
+    response when it holds secrets);
   * static host entries: the upstream is dialled at the address given for
     its name (no DNS lookup ever; a name without an entry is refused), the
     name is kept for SNI and certificate verification.
@@ -144,6 +147,23 @@ class Bench:
                 return
         if self.secret is not None and host in self.secret_hosts:
             req.headers["Authorization"] = "Bearer " + self.secret.decode()
+
+    def response(self, flow: http.HTTPFlow):
+        resp = flow.response
+        if resp is None or not self.secret_forms:
+            return
+        mark = b"[REDACTED:UPSTREAM_TOKEN]"
+        for k, v in resp.headers.items(multi=True):
+            vb = v.encode("utf-8", "surrogateescape")
+            if any(f in vb for f in self.secret_forms):
+                for f in reversed(self.secret_forms):  # longest first
+                    vb = vb.replace(f, mark)
+                resp.headers[k] = vb.decode("utf-8", "surrogateescape")
+        body = resp.raw_content
+        if body and any(f in body for f in self.secret_forms):
+            for f in reversed(self.secret_forms):
+                body = body.replace(f, mark)
+            resp.raw_content = body
 
 
 addons = [Bench()]

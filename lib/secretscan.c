@@ -1,10 +1,19 @@
 /*
  * secretscan.c - known-secret scanning and redaction (see secretscan.h).
  *
- * Every encoding of every value is one pattern of a single Aho-Corasick
- * automaton; a pattern's id indexes the pats[] table, which says whose
- * secret it is, in which encoding, and (base64) whether the characters
- * just outside it carry bits of the value.
+ * Every encoding of every value is one pattern in the pats[] table, which
+ * says whose secret it is, in which encoding, and (base64) whether the
+ * characters just outside it carry bits of the value.
+ *
+ * Scanning samples the text: patterns are long (SECRET_MIN_LEN bytes and
+ * more), so with L the shortest pattern and Q = 4, every occurrence holds
+ * one of the positions 0, S, 2S, ... (S = L - Q + 1) within its first S
+ * bytes, at a Q-byte window that lies wholly inside it.  The index maps
+ * each pattern's Q-grams at offsets 0..S-1 to (pattern, offset); the scan
+ * looks up the Q bytes at every S-th position, and each entry with those
+ * bytes proposes a start that is verified with memcmp.  An occurrence is
+ * found exactly once (from its first sampled position), overlapping ones
+ * included, at about 1/S of the lookups of a byte-at-a-time automaton.
  *
  * Base64 alignment: in the encoding of (k unknown bytes) + value, output
  * character j covers bits [6j, 6j + 6) of the input, so it depends on the
@@ -16,25 +25,49 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ac.h"
 #include "err.h"
 #include "secretscan.h"
 #include "xalloc.h"
+
+#define QGRAM             4
+#define MAX_PATTERN_BYTES ((size_t)1 << 22) /* all patterns together */
 
 struct pat {
     uint32_t secret;
     enum secret_encoding enc;
     unsigned char lead_partial, trail_partial;
+    unsigned char *p; /* the encoded form */
+    size_t len;
+};
+
+struct qent {
+    uint32_t gram, pat, off;
 };
 
 struct secret_set {
     char **names;
     size_t nsecrets, capsecrets;
     struct pat *pats;
-    size_t npats, cappats;
-    struct ac *ac;
+    size_t npats, cappats, total;
     int compiled;
+    /* the sampled Q-gram index (see the top of this file) */
+    size_t stride;
+    uint32_t qbits;
+    uint32_t *qstart; /* bucket b holds qents[qstart[b] .. qstart[b + 1]) */
+    struct qent *qents;
 };
+
+static uint32_t load_gram(const unsigned char *p)
+{
+    uint32_t g;
+    memcpy(&g, p, sizeof(g));
+    return g;
+}
+
+static uint32_t gram_bucket(uint32_t g, uint32_t bits)
+{
+    return (uint32_t)(g * 0x9E3779B1u) >> (32 - bits);
+}
 
 static const char *const enc_names[SECRET_ENC_COUNT] = {
     [SECRET_RAW] = "raw",
@@ -57,9 +90,7 @@ const char *secret_encoding_name(enum secret_encoding e)
 
 struct secret_set *secret_set_new(void)
 {
-    struct secret_set *set = xcalloc(1, sizeof(*set));
-    set->ac = ac_new(0);
-    return set;
+    return xcalloc(1, sizeof(struct secret_set));
 }
 
 /* An encoded form being built, and the forms already added for this value. */
@@ -92,10 +123,11 @@ static void add_pattern(struct secret_set *set, struct enc_buf *seen, size_t *ns
         set->cappats = set->cappats ? set->cappats * 2 : 32;
         set->pats = xrealloc(set->pats, set->cappats * sizeof(*set->pats));
     }
-    set->pats[set->npats] =
-        (struct pat){(uint32_t)set->nsecrets, enc, (unsigned char)lead, (unsigned char)trail};
-    ac_add(set->ac, p, len, (uint32_t)set->npats);
+    set->pats[set->npats] = (struct pat){
+        (uint32_t)set->nsecrets,           enc, (unsigned char)lead, (unsigned char)trail,
+        (unsigned char *)xmemdup0(p, len), len};
     set->npats++;
+    set->total += len;
     seen[*nseen].p = (unsigned char *)xmemdup0(p, len);
     seen[*nseen].len = len;
     (*nseen)++;
@@ -201,10 +233,42 @@ int secret_set_compile(struct secret_set *set)
     if (set->compiled)
         return BD_E_INVAL;
     /* SECRET_MAX_COUNT x 12 encodings x 3 x SECRET_MAX_LEN may not fit. */
-    int err = ac_compile(set->ac);
-    if (err)
-        return err;
+    if (set->total >= MAX_PATTERN_BYTES)
+        return BD_E_TOO_BIG;
+    size_t shortest = SIZE_MAX;
+    for (size_t i = 0; i < set->npats; i++)
+        if (set->pats[i].len < shortest)
+            shortest = set->pats[i].len;
+    /* a pattern is at least the base64 window of a SECRET_MIN_LEN value,
+     * 10 characters, so the stride is at least 7 */
+    if (set->npats && shortest < QGRAM)
+        return BD_E_INTERNAL;
     set->compiled = 1;
+    if (!set->npats)
+        return 0;
+    set->stride = shortest - QGRAM + 1;
+    size_t n = set->npats * set->stride;
+    set->qbits = 6;
+    while (((size_t)1 << set->qbits) < 2 * n)
+        set->qbits++;
+    size_t nb = (size_t)1 << set->qbits;
+    set->qstart = xcalloc(nb + 1, sizeof(*set->qstart));
+    set->qents = xmalloc(n * sizeof(*set->qents));
+    for (size_t i = 0; i < set->npats; i++)
+        for (size_t j = 0; j < set->stride; j++)
+            set->qstart[gram_bucket(load_gram(set->pats[i].p + j), set->qbits) + 1]++;
+    for (size_t b = 0; b < nb; b++)
+        set->qstart[b + 1] += set->qstart[b];
+    uint32_t *fill = xmalloc(nb * sizeof(*fill));
+    memcpy(fill, set->qstart, nb * sizeof(*fill));
+    for (size_t i = 0; i < set->npats; i++) {
+        for (size_t j = 0; j < set->stride; j++) {
+            uint32_t g = load_gram(set->pats[i].p + j);
+            set->qents[fill[gram_bucket(g, set->qbits)]++] =
+                (struct qent){g, (uint32_t)i, (uint32_t)j};
+        }
+    }
+    free(fill);
     return 0;
 }
 
@@ -223,15 +287,13 @@ struct hits {
     size_t n, cap;
 };
 
-static int on_hit(void *ctx, uint32_t id, size_t len, size_t end)
+static void push_hit(struct hits *h, size_t off, size_t len, uint32_t pat)
 {
-    struct hits *h = ctx;
     if (h->n == h->cap) {
         h->cap = h->cap ? h->cap * 2 : 16;
         h->v = xrealloc(h->v, h->cap * sizeof(*h->v));
     }
-    h->v[h->n++] = (struct hit){end - len, len, id};
-    return 0;
+    h->v[h->n++] = (struct hit){off, len, pat};
 }
 
 static int hit_cmp(const void *a, const void *b)
@@ -249,7 +311,21 @@ static void collect(const struct secret_set *set, const char *s, size_t n, struc
     memset(h, 0, sizeof(*h));
     if (!set || !set->compiled || !set->npats || !s)
         return;
-    ac_scan(set->ac, s, n, on_hit, h);
+    const unsigned char *u = (const unsigned char *)s;
+    const size_t stride = set->stride;
+    const uint32_t bits = set->qbits;
+    for (size_t i = 0; i + QGRAM <= n; i += stride) {
+        uint32_t g = load_gram(u + i), b = gram_bucket(g, bits);
+        for (uint32_t e = set->qstart[b]; e < set->qstart[b + 1]; e++) {
+            const struct qent *q = &set->qents[e];
+            if (q->gram != g || q->off > i)
+                continue;
+            const struct pat *p = &set->pats[q->pat];
+            size_t start = i - q->off;
+            if (p->len <= n - start && memcmp(u + start, p->p, p->len) == 0)
+                push_hit(h, start, p->len, q->pat);
+        }
+    }
     if (h->n > 1)
         qsort(h->v, h->n, sizeof(*h->v), hit_cmp);
 }
@@ -407,11 +483,26 @@ int secret_set_span_across(const struct secret_set *set, const char *s, size_t n
     return 1;
 }
 
+size_t secret_set_pattern(const struct secret_set *set, size_t i, const unsigned char **ret_p,
+                          size_t *ret_len)
+{
+    if (i < set->npats) {
+        *ret_p = set->pats[i].p;
+        *ret_len = set->pats[i].len;
+    }
+    return set->npats;
+}
+
 void secret_set_free(struct secret_set *set)
 {
     if (!set)
         return;
-    ac_free(set->ac);
+    for (size_t i = 0; i < set->npats; i++) {
+        explicit_bzero(set->pats[i].p, set->pats[i].len);
+        free(set->pats[i].p);
+    }
+    free(set->qstart);
+    free(set->qents);
     for (size_t i = 0; i < set->nsecrets; i++)
         free(set->names[i]);
     free(set->names);

@@ -122,6 +122,10 @@ int secret_set_redact_same_length(const struct secret_set *set, const char *s, s
 int secret_set_span_across(const struct secret_set *set, const char *s, size_t n, size_t cut,
                            size_t *ret_start);
 
+/* For tests: the number of patterns; pattern i (if there is one) in *ret_p, *ret_len. */
+size_t secret_set_pattern(const struct secret_set *set, size_t i, const unsigned char **ret_p,
+                          size_t *ret_len);
+
 /* Frees the set, wiping its copies of the values.  NULL is allowed. */
 void secret_set_free(struct secret_set *set);
 

@@ -382,6 +382,33 @@ static size_t last_boundary(const char *p, size_t n)
     return 0;
 }
 
+/*
+ * secret_set_scan against the obvious algorithm: every pattern tried at
+ * every offset, then leftmost first, longest at one offset, no overlap.
+ */
+static void scan_matches_reference(const char *t, size_t tn)
+{
+    struct secret_match got[64];
+    size_t k = secret_set_scan(secrets, t, tn, got, 64), want = 0, next = 0;
+    const unsigned char *p;
+    size_t len, np = secret_set_pattern(secrets, 0, &p, &len);
+    for (size_t off = 0; off < tn; off++) {
+        size_t best = 0;
+        for (size_t i = 0; i < np; i++) {
+            secret_set_pattern(secrets, i, &p, &len);
+            if (len <= tn - off && len > best && memcmp(t + off, p, len) == 0)
+                best = len;
+        }
+        if (!best || off < next)
+            continue;
+        if (want < 64)
+            CHECK(got[want].off == off && got[want].len == best);
+        want++;
+        next = off + best;
+    }
+    CHECK(k == want);
+}
+
 static void no_secret_in(const struct buf *b)
 {
     CHECK(secret_set_scan(secrets, b->data ? b->data : "", b->len, NULL, 0) == 0);
@@ -402,6 +429,7 @@ static void fuzz_stream(unsigned flags, uint32_t seed, const unsigned char *in, 
     const char *t = text.data ? text.data : "";
     size_t tn = text.len;
     size_t in_text = secret_set_scan(secrets, t, tn, NULL, 0);
+    scan_matches_reference(t, tn);
 
     /* one piece */
     struct dlp_stream s;
