@@ -32,6 +32,7 @@
 #include <cjson/cJSON.h>
 #include <curl/curl.h>
 
+#include "b64.h"
 #include "engine.h"
 #include "engine_docker.h"
 #include "fault.h"
@@ -557,21 +558,6 @@ bad:
     return BD_E_PROTO;
 }
 
-static int b64val(int c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+' || c == '-')
-        return 62;
-    if (c == '/' || c == '_')
-        return 63;
-    return -1;
-}
-
 int dk_parse_path_stat(const char *b64, size_t len, struct engine_path_stat *ret)
 {
     struct buf raw;
@@ -584,7 +570,7 @@ int dk_parse_path_stat(const char *b64, size_t len, struct engine_path_stat *ret
     for (size_t i = 0; i < len; i++) {
         if (b64[i] == '=' || isspace((unsigned char)b64[i]))
             continue;
-        int v = b64val((unsigned char)b64[i]);
+        int v = b64_digit((unsigned char)b64[i]);
         if (v < 0)
             goto out;
         acc = (acc << 6) | (unsigned)v;

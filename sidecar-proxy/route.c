@@ -19,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "b64.h"
 #include "err.h"
 #include "host.h"
 #include "pathnorm.h"
@@ -439,22 +440,6 @@ static int param_is_push(const char *name, const char *value)
     return strcasecmp(name, "service") == 0 && strcasestr(value, "receive-pack") != NULL;
 }
 
-/* Value of a base64url digit (RFC 4648 section 5; '+' and '/' too), or -1. */
-static int b64url_digit(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-' || c == '+')
-        return 62;
-    if (c == '_' || c == '/')
-        return 63;
-    return -1;
-}
-
 /*
  * A parameter "dns" (RFC 8484's GET form, on any path) whose value
  * decodes as base64url to a DNS query: a 12-byte header with QR clear,
@@ -470,7 +455,7 @@ static int param_is_doh(const char *name, const char *value)
     if (strcasecmp(name, "dns") != 0)
         return 0;
     for (const char *c = value; *c && *c != '='; c++) {
-        int d = b64url_digit((unsigned char)*c);
+        int d = b64_digit((unsigned char)*c);
         if (d < 0)
             return 0;
         acc = (acc << 6) | (unsigned)d;
