@@ -432,10 +432,10 @@ static int redact_span(void *ctx, size_t start, size_t end, const struct pat *p)
     return err;
 }
 
-int secret_set_redact_same_length(const struct secret_set *set, const char *s, size_t n,
-                                  struct buf *out, size_t *ret_count)
+static int redact(const struct secret_set *set, const char *s, size_t n, struct buf *out,
+                  size_t *ret_count, int same_length)
 {
-    struct redact_ctx rc = {set, s, out, 0, 0, 1};
+    struct redact_ctx rc = {set, s, out, 0, 0, same_length};
     int err = for_each_span(set, s, n, redact_span, &rc);
     if (!err)
         err = buf_append(out, s + rc.pos, n - rc.pos);
@@ -444,16 +444,16 @@ int secret_set_redact_same_length(const struct secret_set *set, const char *s, s
     return err;
 }
 
+int secret_set_redact_same_length(const struct secret_set *set, const char *s, size_t n,
+                                  struct buf *out, size_t *ret_count)
+{
+    return redact(set, s, n, out, ret_count, 1);
+}
+
 int secret_set_redact(const struct secret_set *set, const char *s, size_t n, struct buf *out,
                       size_t *ret_count)
 {
-    struct redact_ctx rc = {set, s, out, 0, 0, 0};
-    int err = for_each_span(set, s, n, redact_span, &rc);
-    if (!err)
-        err = buf_append(out, s + rc.pos, n - rc.pos);
-    if (!err && ret_count)
-        *ret_count = rc.count;
-    return err;
+    return redact(set, s, n, out, ret_count, 0);
 }
 
 struct cross_ctx {
