@@ -16,8 +16,10 @@
  *                the usual form where only bytes outside RFC 3986's
  *                unreserved set (ALPHA DIGIT - . _ ~) are escaped.
  * An encoding identical to another one of the same value is indexed once.
- * Every encoding of every value goes into one Aho-Corasick automaton, so a
- * scan is one pass over the input whatever the number of secrets.
+ * Every encoding of every value goes into one index of 4-byte grams, and a
+ * scan looks up every S-th position of the input (S = the shortest
+ * encoding less 3; secretscan.c says why no occurrence is missed): one
+ * sampled pass whatever the number of secrets.
  *
  * Values shorter than SECRET_MIN_LEN bytes are not indexed (secret_set_add
  * says so with BD_E_LIMIT and the set stays usable): short strings occur
