@@ -37,6 +37,8 @@
 #define BACKOFF_MAX_MS 30000L
 #define STABLE_MS      30000L /* a stream that lived this long resets the backoff */
 #define QUIET_MS       5000L  /* one that lived this long is reopened at once, once */
+#define REOPEN_BURST   3      /* ... and so are shorter-lived ones, this many per window */
+#define REOPEN_WINDOW  60000L
 
 struct watch_events {
     char *url;
@@ -230,10 +232,13 @@ static void *run(void *arg)
     int outage = 0;       /* DOWN was reported and no LIVE since */
     int reopen = 0;       /* the stream ended after QUIET_MS: this is the one retry at once */
     char ended[256] = ""; /* why it ended, said with the next LIVE */
+    int64_t quick[REOPEN_BURST] = {0}; /* when short-lived streams were reopened at once */
+    size_t nquick = 0;
     while (!stopping(we)) {
         struct engine *e = NULL;
         char why[256] = "";
         int64_t lived = 0;
+        int opened = 0;
         /* replay from just before the list, so no event falls between */
         int64_t since = (int64_t)time(NULL) - 1;
         int rc = engine_open(we->url, &e, why, sizeof(why));
@@ -251,6 +256,7 @@ static void *run(void *arg)
                 post(we, WATCH_EV_LIVE | (outage || reopen ? WATCH_EV_RESYNC : 0), NULL,
                      reopen ? ended : NULL);
                 outage = reopen = 0;
+                opened = 1;
                 int64_t t0 = mono_ms();
                 rc = engine_events(e, &types, since, on_event, we);
                 lived = mono_ms() - t0;
@@ -266,9 +272,15 @@ static void *run(void *arg)
         if (stopping(we))
             break;
         /* A stream that lived a while and ended (Podman ends it when its
-         * event log rotates) is reopened at once, and only said if that
-         * fails; one that keeps ending at once goes through the backoff. */
-        if (lived >= QUIET_MS && !reopen) {
+         * event log rotates, at times twice in a row) is reopened at once,
+         * and only said if that fails; so is one that ended sooner, up to
+         * REOPEN_BURST times a minute.  One that keeps ending at once, or
+         * an engine that cannot be reached, goes through the backoff. */
+        int64_t now = mono_ms();
+        int burst_ok = nquick < REOPEN_BURST || now - quick[nquick % REOPEN_BURST] > REOPEN_WINDOW;
+        if (opened && !reopen && (lived >= QUIET_MS || burst_ok)) {
+            if (lived < QUIET_MS)
+                quick[nquick++ % REOPEN_BURST] = now;
             reopen = 1;
             snprintf(ended, sizeof(ended), "%s", why);
             continue;
