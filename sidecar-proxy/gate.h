@@ -27,6 +27,7 @@
 #ifndef BOTTLED_GATE_H
 #define BOTTLED_GATE_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -76,6 +77,11 @@ void gate_conf_release(struct gate_conf *c);
 const struct gate_repo *gate_conf_repo(const struct gate_conf *c, const char *name, size_t len);
 /* 1 if every byte of s is in [A-Za-z0-9/._+-]: safe unquoted in a shell. */
 int gate_safe_path(const char *s);
+
+/* "gate: " (then indent spaces), the message and a newline on stderr: the
+ * gate's log, and the refusal a pusher sees through the hook. */
+void gate_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void gate_vlog(int indent, const char *fmt, va_list ap);
 
 /* ---- requests (gate_req.c) ---- */
 

@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -326,4 +327,19 @@ const struct gate_repo *gate_conf_repo(const struct gate_conf *c, const char *na
         if (strlen(c->repos[i].name) == len && !memcmp(c->repos[i].name, name, len))
             return &c->repos[i];
     return NULL;
+}
+
+void gate_vlog(int indent, const char *fmt, va_list ap)
+{
+    fprintf(stderr, "gate: %*s", indent, "");
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
+void gate_log(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    gate_vlog(0, fmt, ap);
+    va_end(ap);
 }

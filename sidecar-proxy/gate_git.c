@@ -264,8 +264,8 @@ int gate_note_failure(const struct gate_conf *c, const struct gate_repo *r, cons
             *q = ' ';
     struct auth_fail a = {r->name, line};
     if (status_update(c, add_auth_failure, &a) < 0)
-        fprintf(stderr, "gate: %s: cannot update status.json: %s\n", r->name, strerror(errno));
-    fprintf(stderr, "gate: %s: upstream refused the gate's key: %s\n", r->name, line);
+        gate_log("%s: cannot update status.json: %s", r->name, strerror(errno));
+    gate_log("%s: upstream refused the gate's key: %s", r->name, line);
     free(line);
     return 1;
 }
@@ -375,14 +375,13 @@ void gate_ssh_learned(const struct gate_conf *c, const struct gate_repo *r)
         return;
     struct learned l = {r->name, k, 0};
     if (status_update(c, add_learned, &l) < 0)
-        fprintf(stderr, "gate: %s: cannot update status.json: %s\n", r->name, strerror(errno));
+        gate_log("%s: cannot update status.json: %s", r->name, strerror(errno));
     if (l.added)
-        fprintf(stderr,
-                "gate: warning: %s: no host_key configured; learned %s:%u's key on first use "
-                "and pinned it: %s\n",
-                r->name, r->host, r->port, k);
+        gate_log("warning: %s: no host_key configured; learned %s:%u's key on first use "
+                 "and pinned it: %s",
+                 r->name, r->host, r->port, k);
     if (write_ssh_config(c, r, 1) < 0)
-        fprintf(stderr, "gate: %s: cannot write the ssh config: %s\n", r->name, strerror(errno));
+        gate_log("%s: cannot write the ssh config: %s", r->name, strerror(errno));
     free(k);
 }
 
@@ -484,7 +483,7 @@ int gate_mirror_init(const struct gate_conf *c, const struct gate_repo *r)
     if (stat(dir, &st) < 0) {
         const char *init[] = {"git", "init", "--quiet", "--bare", dir, NULL};
         if (gate_run(init, NULL, -1, NULL, &err) != 0) {
-            fprintf(stderr, "gate: %s: git init failed: %s\n", r->name, buf_cstr(&err));
+            gate_log("%s: git init failed: %s", r->name, buf_cstr(&err));
             goto out;
         }
     }
@@ -502,8 +501,7 @@ int gate_mirror_init(const struct gate_conf *c, const struct gate_repo *r)
     for (size_t i = 0; i < sizeof(cfg) / sizeof(*cfg); i++) {
         const char *set[] = {"config", cfg[i][0], cfg[i][1], NULL};
         if (git_in(c, r, set, NULL, &err) != 0) {
-            fprintf(stderr, "gate: %s: git config %s failed: %s\n", r->name, cfg[i][0],
-                    buf_cstr(&err));
+            gate_log("%s: git config %s failed: %s", r->name, cfg[i][0], buf_cstr(&err));
             goto out;
         }
     }
@@ -521,12 +519,11 @@ int gate_mirror_init(const struct gate_conf *c, const struct gate_repo *r)
     (void)mkdir(hooks, 0755);
     free(hooks);
     if (write_file_atomic(hook, b.data, b.len, 0755) < 0) {
-        fprintf(stderr, "gate: %s: cannot write %s: %s\n", r->name, hook, strerror(errno));
+        gate_log("%s: cannot write %s: %s", r->name, hook, strerror(errno));
         goto out;
     }
     if (gate_ssh_setup(c, r) < 0) {
-        fprintf(stderr, "gate: %s: cannot write the ssh files in %s: %s\n", r->name, c->state,
-                strerror(errno));
+        gate_log("%s: cannot write the ssh files in %s: %s", r->name, c->state, strerror(errno));
         goto out;
     }
     rc = 0;

@@ -77,17 +77,6 @@ static int is_hex(const char *s, size_t n)
     return 1;
 }
 
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("gate: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
 static int read_updates(struct hook *h)
 {
     char line[2048];
@@ -244,17 +233,15 @@ static void refuse(struct hook *h, const char *fmt, ...) __attribute__((format(p
 static void refuse(struct hook *h, const char *fmt, ...)
 {
     if (h->findings++ == 0)
-        say("push refused: it would take these to %s (values are never shown):", h->r->url);
+        gate_log("push refused: it would take these to %s (values are never shown):", h->r->url);
     if (h->findings > MAX_FINDINGS) {
         if (h->findings == MAX_FINDINGS + 1)
-            say("  ... and more");
+            gate_log("  ... and more");
         return;
     }
     va_list ap;
     va_start(ap, fmt);
-    fputs("gate:   ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    gate_vlog(2, fmt, ap);
     va_end(ap);
 }
 
@@ -350,14 +337,14 @@ static int scan_objects(struct hook *h)
     pid_t pid = -1;
     const char *rl[] = {"rev-list", "--objects", NULL};
     if (git(h, rl, 1, -1, &list) != 0) {
-        say("listing the pushed objects failed");
+        gate_log("listing the pushed objects failed");
         goto out;
     }
     fd2 = tmp_with(h, "objects", list.data ? list.data : "", list.len);
     const char *bc[] = {"cat-file",
                         "--batch-check=%(objectname) %(objecttype) %(objectsize) %(rest)", NULL};
     if (fd2 < 0 || git(h, bc, 0, fd2, &check) != 0) {
-        say("typing the pushed objects failed");
+        gate_log("typing the pushed objects failed");
         goto out;
     }
     const char *p = buf_cstr(&check);
@@ -440,11 +427,11 @@ static int scan_objects(struct hook *h)
             continue;
         char head[256];
         if (!fgets(head, sizeof(head), f) || strncmp(head, o->sha, strlen(o->sha)) != 0) {
-            say("reading object %s failed", o->sha);
+            gate_log("reading object %s failed", o->sha);
             goto out;
         }
         if (read_exact(f, buf, (size_t)o->size) < 0 || fgetc(f) != '\n') {
-            say("reading object %s failed", o->sha);
+            gate_log("reading object %s failed", o->sha);
             goto out;
         }
         char *label = NULL;
@@ -536,14 +523,14 @@ static int push_upstream(struct hook *h)
         gate_ssh_learned(h->c, h->r);
     } else {
         gate_note_failure(h->c, h->r, buf_cstr(&err));
-        say("push refused by upstream %s:", h->r->url);
+        gate_log("push refused by upstream %s:", h->r->url);
         for (struct buf *b = &err; b; b = b == &err ? &out : NULL) {
             const char *p = buf_cstr(b);
             while (*p) {
                 const char *eol = strchr(p, '\n');
                 size_t k = eol ? (size_t)(eol - p) : strlen(p);
                 if (k && strncmp(p, "Done", 4) != 0)
-                    fprintf(stderr, "gate:   %.*s\n", (int)k, p);
+                    gate_log("  %.*s", (int)k, p);
                 p = eol ? eol + 1 : p + k;
             }
         }
@@ -591,7 +578,7 @@ int cmd_gate_hook(int argc, char **argv)
     char *err = NULL;
     int status = 1, rc;
     if ((rc = gate_conf_load(config, root, &c, &err)) < 0) {
-        say("push refused: the gate's config is unusable: %s", err);
+        gate_log("push refused: the gate's config is unusable: %s", err);
         free(err);
         return 1;
     }
@@ -599,16 +586,16 @@ int cmd_gate_hook(int argc, char **argv)
     h.r = gate_conf_repo(&c, repo, strlen(repo));
     snprintf(h.tmpdir, sizeof(h.tmpdir), "/tmp/gate-hook.XXXXXX");
     if (!h.r) {
-        say("push refused: repo '%s' is not in the gate's config", repo);
+        gate_log("push refused: repo '%s' is not in the gate's config", repo);
         goto out;
     }
     if (!mkdtemp(h.tmpdir)) {
         h.tmpdir[0] = '\0';
-        say("push refused: no temporary directory: %s", strerror(errno));
+        gate_log("push refused: no temporary directory: %s", strerror(errno));
         goto out;
     }
     if ((rc = read_updates(&h)) < 0) {
-        say("push refused: unreadable ref updates from git");
+        gate_log("push refused: unreadable ref updates from git");
         goto out;
     }
     if (!h.n_u) {
@@ -616,15 +603,15 @@ int cmd_gate_hook(int argc, char **argv)
         goto out;
     }
     if (map_paths(&h) < 0) {
-        say("push refused: listing the pushed commits failed");
+        gate_log("push refused: listing the pushed commits failed");
         goto out;
     }
     if (scan_objects(&h) < 0) {
-        say("push refused: the pushed objects could not all be scanned");
+        gate_log("push refused: the pushed objects could not all be scanned");
         goto out;
     }
     if (h.findings) {
-        say("remove these from every pushed commit (rewrite the history) and push again");
+        gate_log("remove these from every pushed commit (rewrite the history) and push again");
         goto out;
     }
     if (push_upstream(&h) < 0)

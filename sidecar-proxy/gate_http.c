@@ -28,7 +28,6 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,17 +61,6 @@ static void on_alarm(int sig)
 {
     (void)sig;
     kill(0, SIGKILL); /* our process group: the CGI and everything it started */
-}
-
-static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void logf_(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("gate: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
 }
 
 static int write_all(int fd, const char *p, size_t n)
@@ -266,7 +254,7 @@ static int relay(int cfd, const struct http_request *req, const char *head_extra
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            logf_("request idle for %d s: closed", GATE_IDLE_S);
+            gate_log("request idle for %d s: closed", GATE_IDLE_S);
             goto out;
         }
         if (i_cli >= 0 && p[i_cli].revents) {
@@ -369,7 +357,7 @@ static void serve(const struct gate_conf *c, int cfd, const char *peer)
         char *body = xasprintf("gate: %s\n", http_strerror(r));
         answer(cfd, st, st == 400 ? "Bad Request" : "Refused", body);
         free(body);
-        logf_("%s: refused a malformed request: %s", peer, http_strerror(r));
+        gate_log("%s: refused a malformed request: %s", peer, http_strerror(r));
         goto out;
     }
     int st = gate_route_request(c, &req, &rt);
@@ -379,15 +367,15 @@ static void serve(const struct gate_conf *c, int cfd, const char *peer)
                : st == 405 ? "Method Not Allowed"
                            : "Bad Request",
                "gate: not served here\n");
-        logf_("%s: %.*s %.*s: %d", peer, (int)req.method.len, req.method.ptr, (int)req.target.len,
-              req.target.ptr, st);
+        gate_log("%s: %.*s %.*s: %d", peer, (int)req.method.len, req.method.ptr,
+                 (int)req.target.len, req.target.ptr, st);
         goto out;
     }
     if (rt.info_refs && gate_fetch(c, rt.repo, &err) < 0) {
         char *body = xasprintf("gate: fetching %s from upstream failed:\n%s\n", rt.repo->url, err);
         answer(cfd, 502, "Bad Gateway", body);
         free(body);
-        logf_("%s: fetch of '%s' from upstream failed: %s", peer, rt.repo->name, err);
+        gate_log("%s: fetch of '%s' from upstream failed: %s", peer, rt.repo->name, err);
         goto out;
     }
     if (req.expect_continue) {
@@ -401,8 +389,8 @@ static void serve(const struct gate_conf *c, int cfd, const char *peer)
         goto out;
     }
     st = relay(cfd, &req, in.data + r, in.len - (size_t)r, cin, cout);
-    logf_("%s: %.*s %s%s%s: %d", peer, (int)req.method.len, req.method.ptr, rt.path_info,
-          *rt.query ? "?" : "", rt.query, st);
+    gate_log("%s: %.*s %s%s%s: %d", peer, (int)req.method.len, req.method.ptr, rt.path_info,
+             *rt.query ? "?" : "", rt.query, st);
 out:
     shutdown(cfd, SHUT_WR);
     close(cfd);
@@ -541,8 +529,8 @@ int cmd_gate(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     kids = xcalloc((size_t)max_conns, sizeof(*kids));
-    logf_("serving %zu repo%s on %s, mirrors in %s", c.n_repos, c.n_repos == 1 ? "" : "s",
-          listen_addr, c.root);
+    gate_log("serving %zu repo%s on %s, mirrors in %s", c.n_repos, c.n_repos == 1 ? "" : "s",
+             listen_addr, c.root);
     while (!stop_flag) {
         reap(kids, &n_kids);
         if (wait_fd(lfd, POLLIN, 1) <= 0)
@@ -579,7 +567,7 @@ int cmd_gate(int argc, char **argv)
             kids[n_kids++] = p;
         }
     }
-    logf_("stopping: %zu request%s in flight ended", n_kids, n_kids == 1 ? "" : "s");
+    gate_log("stopping: %zu request%s in flight ended", n_kids, n_kids == 1 ? "" : "s");
     for (size_t i = 0; i < n_kids; i++)
         kill(-kids[i], SIGTERM);
     while (n_kids) {
