@@ -543,17 +543,24 @@ out:
     return rc;
 }
 
+/* A bottle's records, read under the env's lock; a failure said in *ret_err. */
+static int recs_read(const struct dk_env *env, const char *bottle, struct recs *l, char **ret_err)
+{
+    lk(env);
+    int rc = recs_load(env->st, bottle, l);
+    ulk(env);
+    if (rc)
+        *ret_err = msg("read the deploy keys: %s", bd_strerror(rc));
+    return rc;
+}
+
 int dk_sync(const struct dk_env *env, const char *bottle, const struct dk_repo *repos, size_t n,
             int64_t auth_at, char **ret_err)
 {
     struct recs l = {0};
-    lk(env);
-    int rc = recs_load(env->st, bottle, &l);
-    ulk(env);
-    if (rc) {
-        *ret_err = msg("read the deploy keys: %s", bd_strerror(rc));
+    int rc = recs_read(env, bottle, &l, ret_err);
+    if (rc)
         return rc;
-    }
     /* records of repos this bottle no longer has (or that moved) go first */
     for (size_t k = 0; k < l.n && !rc; k++) {
         int want = 0;
@@ -604,14 +611,10 @@ int dk_has_keys(struct state *st, const char *bottle)
 int dk_revoke_bottle(const struct dk_env *env, const char *bottle, size_t *ret_n, char **ret_err)
 {
     struct recs l = {0};
-    lk(env);
-    int rc = recs_load(env->st, bottle, &l);
-    ulk(env);
     *ret_n = 0;
-    if (rc) {
-        *ret_err = msg("read the deploy keys: %s", bd_strerror(rc));
+    int rc = recs_read(env, bottle, &l, ret_err);
+    if (rc)
         return rc;
-    }
     for (size_t k = 0; k < l.n && !rc; k++) {
         rc = revoke_rec(env, bottle, &l.v[k], 0, ret_err);
         if (!rc)
