@@ -475,6 +475,22 @@ out:
 
 /* ---- the sidecar's config generation ----------------------------------- */
 
+/* A rendered file as dir + its name (dir ends in '/'), 0600 when private. */
+static int file_member(struct buf *out, const char *dir, const struct render_file *f, unsigned uid,
+                       unsigned gid)
+{
+    char *path = xasprintf("%s%s", dir, f->name);
+    struct entry e = {.path = path,
+                      .data = f->data,
+                      .len = f->len,
+                      .mode = f->private ? 0600 : 0644,
+                      .uid = uid,
+                      .gid = gid};
+    int r = member(out, &e);
+    free(path);
+    return r;
+}
+
 int cfg_generation_tar(const struct render_file *files, size_t n_files, const char *gen,
                        unsigned uid, unsigned gid, unsigned char **ret_tar, size_t *ret_len)
 {
@@ -491,19 +507,9 @@ int cfg_generation_tar(const struct render_file *files, size_t n_files, const ch
     struct entry d = {.path = dir, .mode = 0700, .uid = uid, .gid = gid};
     if (header(&out, &d, 0) != 0)
         goto out;
-    for (size_t i = 0; i < n_files; i++) {
-        char *path = xasprintf("gen-%s/%s", gen, files[i].name);
-        struct entry e = {.path = path,
-                          .data = files[i].data,
-                          .len = files[i].len,
-                          .mode = files[i].private ? 0600 : 0644,
-                          .uid = uid,
-                          .gid = gid};
-        int hr = member(&out, &e);
-        free(path);
-        if (hr != 0)
+    for (size_t i = 0; i < n_files; i++)
+        if (file_member(&out, dir, &files[i], uid, gid) != 0)
             goto out;
-    }
     /* the pointer last: the sidecar never sees it before the files */
     struct entry c = {.path = "current",
                       .data = current,
@@ -545,16 +551,7 @@ int gate_files_tar(const struct render_file *files, size_t n_files, unsigned cha
             r = BD_E_INVAL;
             goto out;
         }
-        char *path = xasprintf("gate/%s", n);
-        struct entry e = {.path = path,
-                          .data = files[i].data,
-                          .len = files[i].len,
-                          .mode = files[i].private ? 0600 : 0644,
-                          .uid = GATE_UID,
-                          .gid = GATE_GID};
-        int hr = member(&out, &e);
-        free(path);
-        if (hr != 0)
+        if (file_member(&out, "gate/", &files[i], GATE_UID, GATE_GID) != 0)
             goto out;
     }
     if (trailer(&out) != 0)
