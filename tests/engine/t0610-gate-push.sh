@@ -26,6 +26,7 @@
 . "$(dirname "$0")/harness.sh"
 . "$(dirname "$0")/reconcile-lib.sh"
 . "$REPO/tests/forge/forge-lib.sh"
+. "$REPO/tests/gate/sshd.sh"
 
 NETNS_SH=$REPO/tests/proxy/netns.sh
 GATE_IMAGE=localhost/bottled-gate:$VERSION
@@ -80,19 +81,7 @@ SH
 chmod 0755 "$D/git-shell"
 : >"$D/authorized_keys"
 chmod 0600 "$D/authorized_keys"
-cat >"$D/sshd_config" <<CFG
-ListenAddress $UP_IP:2222
-HostKey $D/host_ed25519
-AuthorizedKeysFile $D/authorized_keys
-PidFile $D/sshd.pid
-ForceCommand $D/git-shell
-StrictModes no
-UsePAM no
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-LogLevel VERBOSE
-CFG
+sshd_config "$D" "$UP_IP:2222" host_ed25519 "$D/git-shell" >"$D/sshd_config"
 mkdir -p /run/sshd
 "$NETNS_SH" exec "$NS" /usr/sbin/sshd -D -e -f "$D/sshd_config" 2>"$D/sshd.log" &
 SSHD_PID=$!

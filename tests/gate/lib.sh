@@ -14,6 +14,7 @@
 #                             $GATE_ARGS), stderr in $GERR
 #   agent_git ARGS...         git as the agent: no global config, identity set
 . "$(dirname "$0")/../proxy/lib.sh"
+. "$(dirname "$0")/sshd.sh"
 
 # values the tests put into pushes and check never come out again (used by the tests)
 # shellcheck disable=SC2034
@@ -65,18 +66,7 @@ j["tunnels"] = [{"host": "git.test", "port": 2222, "token_sha256": "'"$sum"'"}]'
 sshd_start() {
     local d=$TMP/sshd
     [ -z "${SSHD_PID:-}" ] || { kill "$SSHD_PID" 2>/dev/null; wait "$SSHD_PID" 2>/dev/null || true; }
-    cat >"$d/sshd_config" <<CFG
-ListenAddress $UP_IP:2222
-HostKey $d/$1
-AuthorizedKeysFile $d/authorized_keys
-PidFile $d/sshd.pid
-StrictModes no
-UsePAM no
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-LogLevel VERBOSE
-CFG
+    sshd_config "$d" "$UP_IP:2222" "$1" >"$d/sshd_config"
     mkdir -p /run/sshd
     "$NETNS_SH" exec "$LIVE_NS" /usr/sbin/sshd -D -e -f "$d/sshd_config" 2>>"$d/sshd.log" &
     SSHD_PID=$!

@@ -18,6 +18,7 @@
 . "$(dirname "$0")/../engine/harness.sh"
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
+. "$REPO/tests/gate/sshd.sh"
 PROXY=${1:?usage: $0 PATH-TO-bottle-proxy PATH-TO-bottled}
 BOTTLED_BIN=${2:?usage: $0 PATH-TO-bottle-proxy PATH-TO-bottled}
 VERSION=$(sed -n 's/^project(bottled VERSION \([0-9.]*\).*/\1/p' "$REPO/CMakeLists.txt")
@@ -73,17 +74,7 @@ g init -q -b main "$_TMP/seed"
 echo "upstream readme" >"$_TMP/seed/README"
 g -C "$_TMP/seed" add README && g -C "$_TMP/seed" commit -q -m "upstream: first" &&
     g -C "$_TMP/seed" push -q "$UPREPO" main || fatal "seed the upstream repo"
-cat >"$D/sshd_config" <<CFG
-ListenAddress $UP_IP:2222
-HostKey $D/host_ed25519
-AuthorizedKeysFile $D/authorized_keys
-PidFile $D/sshd.pid
-StrictModes no
-UsePAM no
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-CFG
+sshd_config "$D" "$UP_IP:2222" host_ed25519 >"$D/sshd_config"
 mkdir -p /run/sshd
 "$NETNS_SH" exec "$NS" /usr/sbin/sshd -D -e -f "$D/sshd_config" 2>"$D/sshd.log" &
 SSHD_PID=$!
