@@ -25,6 +25,22 @@ int slice_eq_cstr(struct slice a, const char *s)
     return slice_eq(a, slice_from_cstr(s));
 }
 
+static int ascii_lower(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
+}
+
+int slice_ieq_cstr(struct slice a, const char *s)
+{
+    size_t n = strlen(s);
+    if (a.len != n)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (ascii_lower((unsigned char)a.ptr[i]) != ascii_lower((unsigned char)s[i]))
+            return 0;
+    return 1;
+}
+
 int slice_has_prefix(struct slice a, const char *prefix)
 {
     size_t n = strlen(prefix);

@@ -27,6 +27,8 @@ struct slice {
 struct slice slice_from_cstr(const char *s);
 int slice_eq(struct slice a, struct slice b);
 int slice_eq_cstr(struct slice a, const char *s);
+/* The same, ASCII letters compared without case (header names, schemes). */
+int slice_ieq_cstr(struct slice a, const char *s);
 int slice_has_prefix(struct slice a, const char *prefix);
 int slice_has_suffix(struct slice a, const char *suffix);
 

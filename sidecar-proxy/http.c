@@ -173,17 +173,6 @@ static int lower(unsigned char c)
     return c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c;
 }
 
-static int slice_ieq(struct slice a, const char *s)
-{
-    size_t n = strlen(s);
-    if (a.len != n)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (lower((unsigned char)a.ptr[i]) != lower((unsigned char)s[i]))
-            return 0;
-    return 1;
-}
-
 static int slice_ieq_slice(struct slice a, struct slice b)
 {
     if (a.len != b.len)
@@ -229,7 +218,7 @@ static int each_list_elem(struct slice v, int (*fn)(void *arg, struct slice elem
 const struct http_header *http_find_header(const struct http_header *h, size_t n, const char *name)
 {
     for (size_t i = 0; i < n; i++)
-        if (slice_ieq(h[i].name, name))
+        if (slice_ieq_cstr(h[i].name, name))
             return &h[i];
     return NULL;
 }
@@ -365,11 +354,11 @@ static int parse_content_length(struct slice v, uint64_t *ret)
 static int connection_token(void *arg, struct slice e)
 {
     struct framing *f = arg;
-    if (slice_ieq(e, "close"))
+    if (slice_ieq_cstr(e, "close"))
         f->conn_close = 1;
-    else if (slice_ieq(e, "keep-alive"))
+    else if (slice_ieq_cstr(e, "keep-alive"))
         f->conn_keep_alive = 1;
-    else if (slice_ieq(e, "upgrade"))
+    else if (slice_ieq_cstr(e, "upgrade"))
         f->conn_upgrade = 1;
     return 0;
 }
@@ -379,7 +368,7 @@ static int on_header(struct framing *f, const struct http_header *h)
 {
     int r;
 
-    if (slice_ieq(h->name, "content-length")) {
+    if (slice_ieq_cstr(h->name, "content-length")) {
         if (f->has_cl)
             return HTTP_E_DUP_CONTENT_LENGTH;
         if ((r = parse_content_length(h->value, &f->cl)) < 0)
@@ -387,29 +376,29 @@ static int on_header(struct framing *f, const struct http_header *h)
         if (f->te_seen)
             return HTTP_E_TE_AND_CL;
         f->has_cl = 1;
-    } else if (slice_ieq(h->name, "transfer-encoding")) {
+    } else if (slice_ieq_cstr(h->name, "transfer-encoding")) {
         if (f->version_minor == 0)
             return HTTP_E_TE_HTTP10;
-        if (f->te_seen || !slice_ieq(h->value, "chunked"))
+        if (f->te_seen || !slice_ieq_cstr(h->value, "chunked"))
             return HTTP_E_TRANSFER_ENCODING;
         if (f->has_cl)
             return HTTP_E_TE_AND_CL;
         f->te_seen = f->chunked = 1;
-    } else if (slice_ieq(h->name, "connection")) {
+    } else if (slice_ieq_cstr(h->name, "connection")) {
         each_list_elem(h->value, connection_token, f);
-    } else if (slice_ieq(h->name, "upgrade")) {
+    } else if (slice_ieq_cstr(h->name, "upgrade")) {
         f->upgrade = 1;
-    } else if (f->is_request && slice_ieq(h->name, "host")) {
+    } else if (f->is_request && slice_ieq_cstr(h->name, "host")) {
         if (f->has_host)
             return HTTP_E_DUP_HOST;
         if ((r = http_split_authority(h->value, &f->host_name, &f->host_port)) < 0)
             return r;
         f->host = h->value;
         f->has_host = 1;
-    } else if (f->is_request && slice_ieq(h->name, "expect")) {
+    } else if (f->is_request && slice_ieq_cstr(h->name, "expect")) {
         /* RFC 9110 10.1.1: an HTTP/1.0 expectation is ignored. */
         if (f->version_minor == 1) {
-            if (!slice_ieq(h->value, "100-continue"))
+            if (!slice_ieq_cstr(h->value, "100-continue"))
                 return HTTP_E_EXPECT;
             f->expect_continue = 1;
         }
@@ -514,9 +503,9 @@ static int parse_target(struct http_request *req)
         return HTTP_E_TARGET;
     req->scheme = (struct slice){t.ptr, i};
     uint16_t default_port;
-    if (slice_ieq(req->scheme, "http"))
+    if (slice_ieq_cstr(req->scheme, "http"))
         default_port = 80;
-    else if (slice_ieq(req->scheme, "https"))
+    else if (slice_ieq_cstr(req->scheme, "https"))
         default_port = 443;
     else
         return HTTP_E_SCHEME;
@@ -999,18 +988,18 @@ static int must_drop(const struct http_request *req, const struct http_forward *
                      struct slice name)
 {
     for (size_t i = 0; i < sizeof(hop_by_hop) / sizeof(hop_by_hop[0]); i++)
-        if (slice_ieq(name, hop_by_hop[i]))
+        if (slice_ieq_cstr(name, hop_by_hop[i]))
             return 1;
     for (size_t i = 0; i < fw->n_drop; i++)
         if (slice_ieq_slice(name, fw->drop[i]))
             return 1;
     /* "Connection: content-length" must not unframe the body upstream, nor
      * "Connection: host" unroute it. */
-    if (slice_ieq(name, "host") || slice_ieq(name, "content-length"))
+    if (slice_ieq_cstr(name, "host") || slice_ieq_cstr(name, "content-length"))
         return 0;
     struct named n = {name};
     for (size_t i = 0; i < req->n_headers; i++)
-        if (slice_ieq(req->headers[i].name, "connection") &&
+        if (slice_ieq_cstr(req->headers[i].name, "connection") &&
             each_list_elem(req->headers[i].value, names_token, &n))
             return 1;
     return 0;

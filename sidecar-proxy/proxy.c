@@ -1274,8 +1274,7 @@ static int request_body_decoded(struct conn *c, struct buf *dec, const char **re
 
 static int is_auth_header(struct slice name)
 {
-    return (name.len == 13 && !strncasecmp(name.ptr, "authorization", 13)) ||
-           (name.len == 19 && !strncasecmp(name.ptr, "proxy-authorization", 19));
+    return slice_ieq_cstr(name, "authorization") || slice_ieq_cstr(name, "proxy-authorization");
 }
 
 /*
@@ -1530,7 +1529,7 @@ static void handle_request(struct conn *c)
     } else if (req->form == HTTP_FORM_ABSOLUTE) {
         /* http:// follows the port-80 rules; https:// (a client that sends
          * it without CONNECT) is forwarded over TLS, as origin-form is. */
-        int https = req->scheme.len == 5 && !strncasecmp(req->scheme.ptr, "https", 5);
+        int https = slice_ieq_cstr(req->scheme, "https");
         r = host_normalize(req->host.ptr, req->host.len, 0, &host);
         c->port = req->port;
         if (r < 0) {
@@ -1967,7 +1966,7 @@ static int inbound_wanted(struct conn *c, const char **refuse)
     size_t n_ce = 0;
     for (size_t i = 0; i < resp->n_headers; i++) {
         struct slice nm = resp->headers[i].name;
-        if (nm.len == 16 && !strncasecmp(nm.ptr, "content-encoding", 16)) {
+        if (slice_ieq_cstr(nm, "content-encoding")) {
             cod = n_ce++ ? DLP_CODING_OTHER : dlp_coding_of(resp->headers[i].value);
         }
     }
@@ -1997,9 +1996,8 @@ static void emit_head(struct conn *c, int drop_ce, const char *extra)
                 resp->reason.ptr ? resp->reason.ptr : "");
     for (size_t i = 0; i < resp->n_headers; i++) {
         struct slice nm = resp->headers[i].name, v = resp->headers[i].value;
-        if ((nm.len == 14 && !strncasecmp(nm.ptr, "content-length", 14)) ||
-            (nm.len == 17 && !strncasecmp(nm.ptr, "transfer-encoding", 17)) ||
-            (drop_ce && nm.len == 16 && !strncasecmp(nm.ptr, "content-encoding", 16)))
+        if (slice_ieq_cstr(nm, "content-length") || slice_ieq_cstr(nm, "transfer-encoding") ||
+            (drop_ce && slice_ieq_cstr(nm, "content-encoding")))
             continue;
         buf_append(o, nm.ptr, nm.len);
         buf_puts(o, ": ");
