@@ -376,13 +376,13 @@ int dlp_stream_take(struct dlp_stream *s, int final, struct buf *out, const char
      * lies wholly in the overlap was reported with the previous piece.  The
      * overlap's comment state (inside an HTML comment or not) is carried
      * from the scan before, so a comment word is judged as in the whole
-     * text. */
-    buf_reset(&s->scan);
-    if (buf_append(&s->scan, s->tail, s->tail_len) < 0 || buf_append(&s->scan, p, cut) < 0)
-        return BD_E_TOO_BIG;
-    size_t keep = s->scan.len < DLP_OVERLAP ? s->scan.len : DLP_OVERLAP;
-    size_t open_back = 0; /* at scan.len - keep: where the next scan starts */
+     * text.  (Without the injection scan there is no overlap to keep.) */
     if (s->scan_injection) {
+        buf_reset(&s->scan);
+        if (buf_append(&s->scan, s->tail, s->tail_len) < 0 || buf_append(&s->scan, p, cut) < 0)
+            return BD_E_TOO_BIG;
+        size_t keep = s->scan.len < DLP_OVERLAP ? s->scan.len : DLP_OVERLAP;
+        size_t open_back = 0; /* at scan.len - keep: where the next scan starts */
         size_t at = 0, mark = s->scan.len - keep;
         struct injection_match m;
         size_t open = s->tail_open_back;
@@ -400,6 +400,9 @@ int dlp_stream_take(struct dlp_stream *s, int final, struct buf *out, const char
             at += m.off + (m.len ? m.len : 1);
             open = 0;
         }
+        memcpy(s->tail, s->scan.data + s->scan.len - keep, keep);
+        s->tail_len = keep;
+        s->tail_open_back = open_back;
     }
     int r = 0;
     if (s->secrets) {
@@ -410,9 +413,6 @@ int dlp_stream_take(struct dlp_stream *s, int final, struct buf *out, const char
     } else {
         r = buf_append(out, p, cut);
     }
-    memcpy(s->tail, s->scan.data + s->scan.len - keep, keep);
-    s->tail_len = keep;
-    s->tail_open_back = open_back;
     if (cut < len)
         memmove(s->pend.data, s->pend.data + cut, len - cut);
     s->pend.len = len - cut;
