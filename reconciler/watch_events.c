@@ -36,7 +36,7 @@
 #define BACKOFF_MIN_MS 1000L
 #define BACKOFF_MAX_MS 30000L
 #define STABLE_MS      30000L /* a stream that lived this long resets the backoff */
-#define QUIET_MS       5000L  /* one that lived this long is reopened at once, once */
+#define QUIET_MS       5000L  /* one that lived this long is reopened at once */
 #define REOPEN_BURST   3      /* ... and so are shorter-lived ones, this many per window */
 #define REOPEN_WINDOW  60000L
 
@@ -229,9 +229,9 @@ static void *run(void *arg)
     engine_strv_add(&types, "network");
     engine_strv_add(&types, "volume");
     long backoff = BACKOFF_MIN_MS;
-    int outage = 0;       /* DOWN was reported and no LIVE since */
-    int reopen = 0;       /* the stream ended after QUIET_MS: this is the one retry at once */
-    char ended[256] = ""; /* why it ended, said with the next LIVE */
+    int outage = 0;                    /* DOWN was reported and no LIVE since */
+    int reopen = 0;                    /* the stream ended and this open is its retry at once */
+    char ended[256] = "";              /* why it ended, said with the next LIVE */
     int64_t quick[REOPEN_BURST] = {0}; /* when short-lived streams were reopened at once */
     size_t nquick = 0;
     while (!stopping(we)) {
@@ -278,7 +278,7 @@ static void *run(void *arg)
          * an engine that cannot be reached, goes through the backoff. */
         int64_t now = mono_ms();
         int burst_ok = nquick < REOPEN_BURST || now - quick[nquick % REOPEN_BURST] > REOPEN_WINDOW;
-        if (opened && !reopen && (lived >= QUIET_MS || burst_ok)) {
+        if (opened && (lived >= QUIET_MS || burst_ok)) {
             if (lived < QUIET_MS)
                 quick[nquick++ % REOPEN_BURST] = now;
             reopen = 1;
