@@ -296,8 +296,10 @@ grep -q '^watch: engine events: .*; reopened$' "$_TMP/w.out" &&
 assert_eq "$lost0" "$(losts)" "a stream the engine ended and that reopened at once is no warning"
 # Podman's rotation can end the reopened stream again at once: still no warning.
 o0=$(reopens)
+r0=$(reconnects)
 kill -USR1 "$PPID_PROXY"
 wait_for "ended again at once: reopened at once" "$DEADLINE" eval '[ "$(reopens)" -gt "$o0" ]'
+wait_for "... and its reconnect pass ran" "$DEADLINE" more reconnects "$r0"
 assert_eq "$lost0" "$(losts)" "a stream the engine ended twice within seconds is no warning either"
 
 # ---- the stream dropped --------------------------------------------------------------------
