@@ -81,7 +81,7 @@ int gate_safe_path(const char *s);
 /* "gate: " (then indent spaces), the message and a newline on stderr: the
  * gate's log, and the refusal a pusher sees through the hook. */
 void gate_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void gate_vlog(int indent, const char *fmt, va_list ap);
+void gate_vlog(int indent, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 /* ---- requests (gate_req.c) ---- */
 
